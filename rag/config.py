@@ -1,0 +1,91 @@
+"""All tunables in one place: RAG_* environment variables, then `.env`, then these defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Input limits (in tokens, special tokens included) of embedders we know without loading them.
+# For any other model the pipeline reads the limit off the loaded model and clamps chunk_size.
+KNOWN_INPUT_LIMITS = {DEFAULT_EMBEDDING_MODEL: 256}
+SPECIAL_TOKENS = 2  # [CLS] and [SEP] take two places of the input limit
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_by_name=True,
+        validate_assignment=True,
+    )
+
+    data_dir: Path = Path("data")
+
+    chunk_size: int = Field(160, ge=16, le=8192, description="tokens of the embedding model")
+    chunk_overlap: int = Field(24, ge=0, description="tokens shared by neighbouring chunks")
+    chunk_strategy: Literal["recursive", "semantic", "fixed"] = "recursive"
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_batch_size: int = Field(64, ge=1, le=4096)
+
+    vector_store_type: Literal["chroma", "faiss"] = "chroma"
+
+    top_k: int = Field(5, ge=1, le=100)
+    fetch_multiplier: int = Field(3, ge=1, le=50)
+    similarity_threshold: float = Field(0.40, ge=-1.0, le=1.0)
+    rerank: bool = True
+    reranker: Literal["term-overlap", "cross-encoder"] = "term-overlap"
+    reranker_model: str | None = None
+    context_tokens: int = Field(800, ge=64, le=32768, description="budget for retrieved text")
+
+    llm_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("RAG_LLM_API_KEY", "OPENAI_API_KEY", "llm_api_key")
+    )
+    llm_gguf: Path | None = None
+    llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    llm_context_window: int = Field(4096, ge=512)
+    llm_max_tokens: int = Field(512, ge=1)
+    llm_temperature: float = Field(0.1, ge=0.0, le=2.0)
+    llm_timeout_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size "
+                f"({self.chunk_size}), or every chunk would repeat the previous one"
+            )
+        limit = KNOWN_INPUT_LIMITS.get(self.embedding_model)
+        if limit is not None and self.chunk_size > limit - SPECIAL_TOKENS:
+            raise ValueError(
+                f"chunk_size ({self.chunk_size}) exceeds the input limit of {self.embedding_model}: "
+                f"{limit - SPECIAL_TOKENS} text tokens ({limit} with special tokens); "
+                "text past it would never be embedded"
+            )
+        if self.rerank and self.reranker == "cross-encoder" and not self.reranker_model:
+            raise ValueError("reranker 'cross-encoder' needs reranker_model: a local model path")
+        return self
+
+    @property
+    def uses_remote_llm(self) -> bool:
+        """An endpoint or a key means an OpenAI-compatible server; otherwise the embedded model."""
+        return bool(self.llm_base_url) or self.llm_api_key is not None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad setting, without the input values: they may hold the API key."""
+    lines = []
+    for issue in error.errors(include_input=False, include_url=False):
+        field_name = ".".join(str(part) for part in issue["loc"]) or "settings"
+        message = issue["msg"].removeprefix("Value error, ")
+        lines.append(f"{field_name}: {message}")
+    return "; ".join(lines)

@@ -1,0 +1,64 @@
+"""Value types passed between the layers; frozen so no layer can change another's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Page:
+    """One addressable unit of a document: a PDF page, a Markdown/HTML section, or a whole text."""
+
+    text: str
+    page: int | None = None  # 1-based PDF page number
+    heading: str | None = None  # section heading path, e.g. "Ownership > The Stack and the Heap"
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str  # SHA-256 hex of the file's bytes: the same file uploaded twice is one document
+    source: str  # file name as the user gave it
+    pages: tuple[Page, ...]
+    size_bytes: int
+    warnings: tuple[str, ...] = ()  # e.g. pages skipped because their text layer is unreadable
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """What gets embedded and cited. Offsets index into the text of the Page it came from."""
+
+    doc_id: str
+    source: str
+    ordinal: int  # position of the chunk in its document, from 0
+    text: str
+    start: int
+    end: int
+    page: int | None = None
+    heading: str | None = None
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.doc_id}:{self.ordinal}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with every score that led to it, so the UI can show why it was chosen."""
+
+    chunk: Chunk
+    similarity: float  # dense cosine similarity in [-1, 1]; the threshold applies to this
+    lexical: float | None = None  # BM25 score when hybrid retrieval ran
+    rerank_score: float | None = None  # when a re-ranker ran; hits are ordered by it then
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as listed in the index."""
+
+    doc_id: str
+    source: str
+    pages: int
+    chunks: int
+    size_bytes: int
+    added_at: str  # ISO 8601, UTC
+    warnings: tuple[str, ...] = field(default=())
