@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import rag  # noqa: F401  (sets the offline and thread environment before any model loads)
+from tests.llm_fixtures import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DATA = Path(os.environ.get("RAG_BENCH_DATA", REPO.parent / "shared" / "bench" / "data"))
@@ -27,15 +28,6 @@ def embedder():
     from rag.embeddings import Embedder
 
     return Embedder()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
