@@ -1,0 +1,28 @@
+"""The contract every vector store keeps, so callers never depend on one backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from rag.types import Chunk, DocumentInfo
+
+
+class VectorStore(Protocol):
+    def add(self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Index one document. All-or-nothing: it is listed only once every chunk is stored."""
+
+    def query(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
+        """The k nearest chunks of listed documents, as (chunk, cosine similarity), best first."""
+
+    def delete(self, doc_id: str) -> None:
+        """Remove a document and every chunk of it; a no-op for an unknown id."""
+
+    def get_document(self, doc_id: str) -> DocumentInfo | None: ...
+
+    def documents(self) -> list[DocumentInfo]: ...
+
+    def count(self) -> int:
+        """Chunks stored."""

@@ -1,0 +1,150 @@
+"""Chroma store: chunks in one collection, and one record per document that commits its ingest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+from chromadb.config import Settings as ChromaSettings
+
+from rag.types import Chunk, DocumentInfo
+
+CHUNKS = "chunks"
+DOCUMENTS = "documents"
+COSINE = {"hnsw": {"space": "cosine"}}
+
+
+class ChromaStore:
+    """A document's chunks go in first and its record last, so a crash in between leaves no
+    listed half-document; the stray chunks are hidden from queries and replaced on re-ingest."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self._client = chromadb.PersistentClient(
+            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        # embedding_function=None: we always pass our own vectors; Chroma's default would download.
+        self._chunks = self._client.get_or_create_collection(
+            CHUNKS, configuration=COSINE, embedding_function=None
+        )
+        self._documents = self._client.get_or_create_collection(
+            DOCUMENTS, configuration=COSINE, embedding_function=None
+        )
+        self._batch = self._client.get_max_batch_size()
+
+    def add(self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        self._delete_chunks(info.doc_id)  # leftovers of an interrupted earlier attempt
+        try:
+            for start in range(0, len(chunks), self._batch):
+                batch = chunks[start : start + self._batch]
+                self._chunks.add(
+                    ids=[chunk.chunk_id for chunk in batch],
+                    embeddings=vectors[start : start + self._batch],
+                    documents=[chunk.text for chunk in batch],
+                    metadatas=[_chunk_metadata(chunk) for chunk in batch],
+                )
+            centroid = vectors.mean(axis=0)
+            centroid /= np.linalg.norm(centroid) or 1.0
+            self._documents.add(
+                ids=[info.doc_id], embeddings=centroid[None, :], metadatas=[_info_metadata(info)]
+            )
+        except BaseException:
+            self._delete_chunks(info.doc_id)
+            raise
+
+    def query(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
+        k = min(k, self._chunks.count())
+        if k <= 0:
+            return []
+        result = self._chunks.query(
+            query_embeddings=vector[None, :],
+            n_results=k,
+            include=["documents", "metadatas", "distances"],
+        )
+        rows = list(zip(result["ids"][0], result["documents"][0], result["metadatas"][0],
+                        result["distances"][0], strict=True))
+        listed = set(self._documents.get(ids=list({meta["doc_id"] for _, _, meta, _ in rows}),
+                                         include=[])["ids"])
+        return [
+            (_chunk_from(text, meta), 1.0 - distance)  # cosine distance -> cosine similarity
+            for _, text, meta, distance in rows
+            if meta["doc_id"] in listed
+        ]
+
+    def delete(self, doc_id: str) -> None:
+        self._documents.delete(ids=[doc_id])  # unlist first: a crash mid-delete hides the rest
+        self._delete_chunks(doc_id)
+
+    def get_document(self, doc_id: str) -> DocumentInfo | None:
+        found = self._documents.get(ids=[doc_id], include=["metadatas"])
+        if not found["ids"]:
+            return None
+        return _info_from(found["ids"][0], found["metadatas"][0])
+
+    def documents(self) -> list[DocumentInfo]:
+        found = self._documents.get(include=["metadatas"])
+        infos = [_info_from(i, m) for i, m in zip(found["ids"], found["metadatas"], strict=True)]
+        return sorted(infos, key=lambda info: info.added_at, reverse=True)
+
+    def count(self) -> int:
+        return self._chunks.count()
+
+    def _delete_chunks(self, doc_id: str) -> None:
+        self._chunks.delete(where={"doc_id": doc_id})
+
+
+def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "doc_id": chunk.doc_id,
+        "source": chunk.source,
+        "ordinal": chunk.ordinal,
+        "start": chunk.start,
+        "end": chunk.end,
+    }
+    if chunk.page is not None:  # Chroma metadata holds no None
+        meta["page"] = chunk.page
+    if chunk.heading is not None:
+        meta["heading"] = chunk.heading
+    return meta
+
+
+def _chunk_from(text: str, meta: dict[str, Any]) -> Chunk:
+    return Chunk(
+        doc_id=meta["doc_id"],
+        source=meta["source"],
+        ordinal=meta["ordinal"],
+        text=text,
+        start=meta["start"],
+        end=meta["end"],
+        page=meta.get("page"),
+        heading=meta.get("heading"),
+    )
+
+
+def _info_metadata(info: DocumentInfo) -> dict[str, Any]:
+    return {
+        "source": info.source,
+        "pages": info.pages,
+        "chunks": info.chunks,
+        "size_bytes": info.size_bytes,
+        "added_at": info.added_at,
+        "warnings": json.dumps(list(info.warnings)),
+    }
+
+
+def _info_from(doc_id: str, meta: dict[str, Any]) -> DocumentInfo:
+    return DocumentInfo(
+        doc_id=doc_id,
+        source=meta["source"],
+        pages=meta["pages"],
+        chunks=meta["chunks"],
+        size_bytes=meta["size_bytes"],
+        added_at=meta["added_at"],
+        warnings=tuple(json.loads(meta.get("warnings", "[]"))),
+    )
