@@ -1,0 +1,123 @@
+"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete ..."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rag.config import Settings, describe_validation_error
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    except ValidationError as error:
+        print(f"invalid settings: {describe_validation_error(error)}", file=sys.stderr)
+        return 2
+    from rag.pipeline import RAG  # after parsing, so --help answers without loading a model
+
+    return args.run(RAG(settings), args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rag", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, help="index folder (default: RAG_DATA_DIR or ./data)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="index files (PDF, Markdown, HTML, text)")
+    ingest.add_argument("files", nargs="+", type=Path)
+    ingest.set_defaults(run=_ingest)
+
+    ask = commands.add_parser("ask", help="answer a question from the indexed documents")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.set_defaults(run=_ask)
+
+    listing = commands.add_parser("list", help="list indexed documents")
+    listing.set_defaults(run=_list)
+
+    delete = commands.add_parser("delete", help="remove a document by id (or a unique id prefix)")
+    delete.add_argument("doc_id")
+    delete.set_defaults(run=_delete)
+    return parser
+
+
+def _ingest(rag, args) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            print(f"{path}: failed: {path.name}: cannot read file: {error.strerror}")
+            failed += 1
+            continue
+        result = rag.ingest_one(path.name, data)
+        if result.status == "indexed":
+            print(f"{path}: indexed ({result.chunks} chunks)")
+        elif result.status == "already indexed":
+            print(f"{path}: already indexed")
+        else:
+            print(f"{path}: failed: {result.error}")
+            failed += 1
+        for warning in result.warnings:
+            print(f"{path}: warning: {warning}")
+    return 1 if failed else 0
+
+
+def _ask(rag, args) -> int:
+    answer = rag.ask(args.question)
+    if args.json:
+        text = "".join(answer.deltas)
+        print(json.dumps({"answer": text, "refused": answer.refused,
+                          "sources": [_source(hit) for hit in answer.hits]}, ensure_ascii=False))
+        return 0
+    for delta in answer.deltas:
+        print(delta, end="", flush=True)
+    print()
+    if answer.refused and answer.best_similarity is not None:
+        print(f"(best similarity {answer.best_similarity:.2f} < threshold {answer.threshold:.2f})")
+    for number, hit in enumerate(answer.hits, start=1):
+        where = f"p. {hit.chunk.page}" if hit.chunk.page else (hit.chunk.heading or "")
+        rerank = f", rerank {hit.rerank_score:.3f}" if hit.rerank_score is not None else ""
+        print(f"[{number}] {hit.chunk.source} {where} (similarity {hit.similarity:.3f}{rerank})")
+    return 0
+
+
+def _source(hit) -> dict:
+    return {
+        "source": hit.chunk.source,
+        "page": hit.chunk.page,
+        "heading": hit.chunk.heading,
+        "chunk": hit.chunk.ordinal,
+        "similarity": round(hit.similarity, 4),
+        "lexical": hit.lexical,
+        "rerank_score": None if hit.rerank_score is None else round(hit.rerank_score, 4),
+        "text": hit.chunk.text,
+    }
+
+
+def _list(rag, args) -> int:
+    for info in rag.documents():
+        print(f"{info.doc_id[:12]}  {info.source}  {info.pages} pages  {info.chunks} chunks  "
+              f"{info.size_bytes} bytes  {info.added_at}")
+    return 0
+
+
+def _delete(rag, args) -> int:
+    matches = [info for info in rag.documents() if info.doc_id.startswith(args.doc_id)]
+    if len(matches) != 1:
+        reason = "no document" if not matches else f"{len(matches)} documents"
+        print(f"{reason} with id {args.doc_id}", file=sys.stderr)
+        return 1
+    rag.delete(matches[0].doc_id)
+    print(f"deleted {matches[0].source} ({matches[0].doc_id[:12]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The facade the UI and the CLI share: ingest files, list and delete documents, ask questions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from rag.chunking import chunk_document
+from rag.config import Settings
+from rag.embeddings import Embedder
+from rag.generation import LLM, REFUSAL, build_messages, create_llm, failure_message
+from rag.loaders import LoaderError, load
+from rag.rerank import Reranker, create_reranker
+from rag.retrieval import Retrieval, retrieve
+from rag.stores import VectorStore, open_store
+from rag.types import DocumentInfo, Hit
+
+log = logging.getLogger(__name__)
+
+IngestStatus = Literal["indexed", "already indexed", "failed"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: str
+    status: IngestStatus
+    doc_id: str | None = None
+    chunks: int = 0
+    error: str | None = None  # names the file and the cause
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class Answer:
+    """Hits are known before the first token, so a UI can show the sources while text streams."""
+
+    hits: list[Hit]
+    deltas: Iterator[str]
+    refused: bool
+    best_similarity: float | None
+    threshold: float
+
+
+class RAG:
+    """One index and the models that serve it. Models load on first use, so listing or deleting
+    documents (CLI `list`, the UI's sidebar) never waits for them."""
+
+    def __init__(
+        self, settings: Settings | None = None, *, embedder: Embedder | None = None,
+        llm: LLM | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.store: VectorStore = open_store(self.settings)
+        self.llm = llm
+        self._embedder = embedder
+        self._reranker: Reranker | None = create_reranker(self.settings)
+        self._ingest_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._model_lock:
+            if self._embedder is None:
+                self._embedder = Embedder(self.settings.embedding_model,
+                                          self.settings.embedding_batch_size)
+            return self._embedder
+
+    @property
+    def chunk_size(self) -> int:
+        """The configured size, cut to what the embedder reads: text past it would be dropped."""
+        return min(self.settings.chunk_size, self.embedder.max_tokens)
+
+    @property
+    def warnings(self) -> list[str]:
+        if self.settings.chunk_size <= self.embedder.max_tokens:
+            return []
+        return [f"chunk_size {self.settings.chunk_size} is above the {self.embedder.max_tokens}-token "
+                f"input limit of {self.embedder.name}; chunks are cut at {self.embedder.max_tokens}"]
+
+    def update_settings(self, settings: Settings) -> None:
+        """Retrieval and generation settings apply to the next question; chunking ones to the
+        next ingest. A new embedding model or store needs a new RAG."""
+        if (settings.embedding_model, settings.data_dir, settings.vector_store_type) != (
+            self.settings.embedding_model, self.settings.data_dir, self.settings.vector_store_type
+        ):
+            raise ValueError("embedding model, data_dir and store type need a new RAG instance")
+        llm_fields = ("llm_base_url", "llm_model", "llm_api_key", "llm_gguf", "llm_threads",
+                      "llm_context_window", "llm_max_tokens", "llm_temperature", "llm_timeout_s")
+        if any(getattr(settings, f) != getattr(self.settings, f) for f in llm_fields):
+            self.llm = None
+        self._reranker = create_reranker(settings)
+        self.settings = settings
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def ingest(self, files: Iterable[tuple[str, bytes]]) -> list[IngestResult]:
+        return list(self.ingest_iter(files))
+
+    def ingest_iter(self, files: Iterable[tuple[str, bytes]]) -> Iterator[IngestResult]:
+        """One result per (file name, bytes) as soon as that file is done, for progress bars."""
+        for source, data in files:
+            yield self.ingest_one(source, data)
+
+    def ingest_one(self, source: str, data: bytes) -> IngestResult:
+        """Never raises for a bad file: the error names the file and the cause instead."""
+        try:
+            document = load(data, source)
+        except LoaderError as error:
+            return IngestResult(source, "failed", error=str(error))
+        with self._ingest_lock:
+            if self.store.get_document(document.doc_id) is not None:
+                return IngestResult(source, "already indexed", doc_id=document.doc_id)
+            try:
+                chunks = chunk_document(
+                    document,
+                    self.embedder,
+                    size=self.chunk_size,
+                    overlap=self.settings.chunk_overlap,
+                    strategy=self.settings.chunk_strategy,
+                )
+                if not chunks:
+                    return IngestResult(source, "failed", error=f"{source}: no text to index")
+                vectors = self.embedder.embed([chunk.text for chunk in chunks])
+                info = DocumentInfo(
+                    doc_id=document.doc_id,
+                    source=source,
+                    pages=len(document.pages),
+                    chunks=len(chunks),
+                    size_bytes=document.size_bytes,
+                    added_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    warnings=document.warnings,
+                )
+                self.store.add(info, chunks, vectors)
+            except Exception as error:  # the store rolled back; the next file goes on
+                log.exception("indexing %s failed", source)
+                return IngestResult(source, "failed", doc_id=document.doc_id,
+                                    error=f"{source}: indexing failed: {error}")
+        return IngestResult(source, "indexed", doc_id=document.doc_id, chunks=len(chunks),
+                            warnings=document.warnings)
+
+    def delete(self, doc_id: str) -> bool:
+        with self._ingest_lock:
+            if self.store.get_document(doc_id) is None:
+                return False
+            self.store.delete(doc_id)
+            return True
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.store.documents()
+
+    # --- questions ---------------------------------------------------------------------------
+
+    def retrieve(self, question: str) -> Retrieval:
+        return retrieve(
+            question,
+            embedder=self.embedder,
+            store=self.store,
+            reranker=self._reranker,
+            top_k=self.settings.top_k,
+            fetch_multiplier=self.settings.fetch_multiplier,
+            threshold=self.settings.similarity_threshold,
+        )
+
+    def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
+        """With no hit above the threshold the answer is the refusal, and no LLM is called."""
+        retrieval = self.retrieve(question)
+        hits = self._fit_context(retrieval.hits)
+        if not hits:
+            return Answer([], iter([REFUSAL]), True, retrieval.best_similarity, retrieval.threshold)
+        messages = build_messages(question, hits, history)
+        return Answer(hits, self._stream(messages), False, retrieval.best_similarity,
+                      retrieval.threshold)
+
+    def get_llm(self) -> LLM:
+        with self._model_lock:
+            if self.llm is None:
+                self.llm = create_llm(self.settings)
+            return self.llm
+
+    @property
+    def llm_ready(self) -> bool:
+        """False until an in-process model is in memory: the UI says so instead of freezing."""
+        return self.llm is not None and getattr(self.llm, "loaded", True)
+
+    def prepare_llm(self) -> None:
+        """Join/load the embedded model ahead of streaming (a no-op for a remote endpoint)."""
+        llm = self.get_llm()
+        if hasattr(llm, "load"):
+            llm.load()
+
+    def _stream(self, messages: list[dict]) -> Iterator[str]:
+        try:
+            llm = self.get_llm()
+        except Exception as error:  # e.g. a model package missing: say so where the answer goes
+            log.exception("no language model")
+            yield failure_message(str(error))
+            return
+        yield from llm.stream(messages)
+
+    def _fit_context(self, hits: list[Hit]) -> list[Hit]:
+        """Keep the best hits within the context budget: on a CPU, prompt reading dominates the
+        time to the first token. The best hit is always kept."""
+        kept, used = [], 0
+        for hit in hits:
+            tokens = self.embedder.count_tokens(hit.chunk.text)
+            if kept and used + tokens > self.settings.context_tokens:
+                break
+            kept.append(hit)
+            used += tokens
+        return kept

@@ -1,0 +1,103 @@
+"""`python -m rag` as users and other tools run it: separate processes, real files, real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.generation import REFUSAL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "rag", "--data-dir", str(data_dir), *args],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, bench_data):
+    """One data dir with a real PDF indexed through the CLI, plus the ingest output to check."""
+    data_dir = tmp_path_factory.mktemp("cli-data")
+    bad = tmp_path_factory.mktemp("bad") / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    pdf = bench_data / "pdfs/pdfjs/tracemonkey.pdf"
+    result = run_cli(data_dir, "ingest", str(pdf), str(bad))
+    return data_dir, pdf, bad, result
+
+
+def test_ingest_prints_a_line_per_file_and_fails_on_any_failure(indexed):
+    data_dir, pdf, bad, result = indexed
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 1, result.stderr
+    assert any(line.startswith(f"{pdf}: indexed (") and line.endswith(" chunks)") for line in lines)
+    assert any(line.startswith(f"{bad}: failed: broken.pdf: ") for line in lines), lines
+
+    again = run_cli(data_dir, "ingest", str(pdf))
+    assert again.returncode == 0
+    assert again.stdout.strip() == f"{pdf}: already indexed"
+
+
+def test_ask_json_streams_from_the_openai_compatible_server(indexed, llm_server):
+    data_dir = indexed[0]
+    result = run_cli(
+        data_dir, "ask",
+        "How are JavaScript numbers represented as integers in traces?",
+        "--json", env={"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MODEL": "smollm2",
+                       "RAG_LLM_MAX_TOKENS": "48"},
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert set(output) == {"answer", "refused", "sources"}
+    assert output["refused"] is False
+    assert output["answer"].strip() and "language model failed" not in output["answer"]
+    top = output["sources"][0]
+    assert {"source", "page", "chunk", "similarity", "rerank_score", "text"} <= set(top)
+    assert (top["source"], top["page"]) == ("tracemonkey.pdf", 5)
+    assert top["similarity"] >= 0.40
+
+
+def test_unrelated_question_is_refused_and_never_reaches_the_llm(indexed, unused_port):
+    # The only LLM configured is a port where nothing listens: a call would put its failure
+    # message into the answer, so the exact refusal proves that no call was made.
+    result = run_cli(indexed[0], "ask", "What is a good recipe for chocolate chip cookies?",
+                     "--json", env={"RAG_LLM_BASE_URL": f"http://127.0.0.1:{unused_port}/v1"})
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output == {"answer": REFUSAL, "refused": True, "sources": []}
+
+
+def test_plain_ask_streams_text_then_lists_sources(indexed, llm_server):
+    result = run_cli(indexed[0], "ask", "How are JavaScript numbers represented as integers in traces?",
+                     env={"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MAX_TOKENS": "24"})
+    assert result.returncode == 0, result.stderr
+    assert "[1] tracemonkey.pdf p. 5 (similarity " in result.stdout
+
+
+def test_list_and_delete(tmp_path, bench_data):
+    md = bench_data / "docs/markdown/rust-book-ch08-02-strings.md"
+    assert run_cli(tmp_path, "ingest", str(md)).returncode == 0
+    listing = run_cli(tmp_path, "list").stdout
+    assert "rust-book-ch08-02-strings.md" in listing
+    doc_id = listing.split()[0]
+    deleted = run_cli(tmp_path, "delete", doc_id)
+    assert deleted.returncode == 0 and "deleted rust-book-ch08-02-strings.md" in deleted.stdout
+    assert run_cli(tmp_path, "list").stdout.strip() == ""
+    assert run_cli(tmp_path, "delete", doc_id).returncode == 1
+
+
+def test_invalid_settings_are_reported_without_a_traceback(tmp_path):
+    result = run_cli(tmp_path, "list", env={"RAG_CHUNK_OVERLAP": "500",
+                                            "OPENAI_API_KEY": "sk-never-print-me"})
+    assert result.returncode == 2
+    assert "chunk_overlap (500) must be smaller than chunk_size" in result.stderr
+    assert "Traceback" not in result.stderr and "sk-never-print-me" not in result.stderr
