@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import rag  # noqa: F401  (sets the offline and thread environment before any model loads)
-from tests.llm_fixtures import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DATA = Path(os.environ.get("RAG_BENCH_DATA", REPO.parent / "shared" / "bench" / "data"))
@@ -28,8 +27,3 @@ def embedder():
     from rag.embeddings import Embedder
 
     return Embedder()
-
-
-@pytest.fixture
-def unused_port() -> int:
-    return free_port()

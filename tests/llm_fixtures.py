@@ -29,6 +29,12 @@ def _log_tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """For an endpoint that must be unreachable."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def smollm_gguf() -> Path:
     return smollm2_gguf()
