@@ -79,7 +79,7 @@ class LLM(Protocol):
     def stream(self, messages: list[dict]) -> Iterator[str]: ...
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
     """Drop user:password@ from a URL so it can be shown and logged."""
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
@@ -123,7 +123,7 @@ class OpenAIChat:
         self._client = openai.OpenAI(
             base_url=base_url, api_key=api_key, timeout=timeout, max_retries=_MAX_RETRIES
         )
-        self.endpoint = _public_url(base_url or str(self._client.base_url)).rstrip("/")
+        self.endpoint = public_url(base_url or str(self._client.base_url)).rstrip("/")
         self.name = f"{model} @ {self.endpoint}"
 
     def _describe(self, exc: Exception, streaming: bool) -> str:

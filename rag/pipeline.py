@@ -183,14 +183,20 @@ class RAG:
 
     @property
     def llm_ready(self) -> bool:
-        """False until an in-process model is in memory: the UI says so instead of freezing."""
+        """False until the embedded model is in memory, so the UI can say it is loading."""
+        if self.settings.uses_remote_llm:
+            return True
         return self.llm is not None and getattr(self.llm, "loaded", True)
 
     def prepare_llm(self) -> None:
-        """Join/load the embedded model ahead of streaming (a no-op for a remote endpoint)."""
-        llm = self.get_llm()
-        if hasattr(llm, "load"):
-            llm.load()
+        """Join and load the embedded model before streaming. A failure is only logged here:
+        the answer's stream reports it where the user looks."""
+        try:
+            llm = self.get_llm()
+            if hasattr(llm, "load"):
+                llm.load()
+        except Exception:
+            log.exception("preparing the language model failed")
 
     def _stream(self, messages: list[dict]) -> Iterator[str]:
         try:

@@ -1,0 +1,195 @@
+"""End to end in a real browser: `streamlit run`, upload through the page, ask, read the answer.
+
+Chromium comes from the system (/usr/bin/chromium; Playwright's own download is not used) and the
+answer streams from llama.cpp's OpenAI-compatible server running SmolLM2.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.llm_fixtures import free_port
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path(os.environ.get("TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+ARTIFACTS = REPO / "artifacts"
+NUMBERS_QUESTION = "How are JavaScript numbers represented as integers in traces?"
+START_TIMEOUT_S = 60
+LONG_MS = 120_000  # the first run loads the embedder; an upload embeds a 14-page PDF on 2 cores
+
+
+def _log_tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def app_url(llm_server: str, tmp_path: Path) -> Iterator[str]:
+    """`streamlit run` on a free port with its own data dir and the llama.cpp server as its LLM."""
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RAG_") and k != "OPENAI_API_KEY"
+    }
+    env.update(
+        RAG_DATA_DIR=str(tmp_path / "data"),
+        RAG_LLM_BASE_URL=llm_server,
+        RAG_LLM_MODEL="smollm2",
+        RAG_LLM_MAX_TOKENS="40",
+    )
+    command = [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",  # watching the repo (and .venv) floods inotify
+    ]  # fmt: skip
+    log = tmp_path / "streamlit.log"
+    with log.open("wb") as out:  # a file, not a pipe: an unread pipe fills and blocks the server
+        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"streamlit exited with {server.returncode}:\n{_log_tail(log)}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"streamlit did not answer within {START_TIMEOUT_S} s:\n{_log_tail(log)}"
+                )
+            time.sleep(0.25)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        print(f"streamlit log tail:\n{_log_tail(log)}")
+
+
+def _wait_idle(page) -> None:  # noqa: ANN001
+    """Until the app's script run has ended."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=LONG_MS
+    )
+
+
+def _screenshot(page, name: str) -> None:  # noqa: ANN001
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
+    page.wait_for_timeout(500)  # any expander's opening animation
+    height = page.evaluate(  # the tallest scrolling content on the page
+        "() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))"
+    )
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": max(900, min(int(height) + 40, 6000))})
+    page.wait_for_timeout(300)  # relayout
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    page.set_viewport_size({"width": width, "height": 900})
+
+
+def _watch_text(page, locator, timeout_s: float = 120) -> list[str]:  # noqa: ANN001
+    """Every distinct text the locator shows until the script run ends."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
+        if locator.count():
+            text = locator.first.inner_text().strip()
+            if text and (not seen or seen[-1] != text):
+                seen.append(text)
+        if running == "notRunning" and seen:
+            return seen
+        time.sleep(0.05)
+    pytest.fail(f"the answer did not finish within {timeout_s} s; seen: {seen}")
+
+
+def test_upload_then_ask_in_a_browser(app_url: str, bench_data: Path, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    expect = sync_api.expect
+    ARTIFACTS.mkdir(exist_ok=True)
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 garbage")
+    tracemonkey = bench_data / "pdfs" / "pdfjs" / "tracemonkey.pdf"
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(app_url)
+            expect(page.get_by_role("heading", name="Chat with your documents")).to_be_visible(
+                timeout=LONG_MS
+            )
+
+            # Documents: drop a real PDF and a broken one at once.
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Documents").click()
+            expect(page.get_by_role("heading", name="Documents", exact=True)).to_be_visible(
+                timeout=LONG_MS
+            )
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+                [str(tracemonkey), str(broken)]
+            )
+            alerts = page.locator('[data-testid="stAlert"]')
+            indexed = alerts.filter(has_text="tracemonkey.pdf: indexed")
+            expect(indexed).to_be_visible(timeout=LONG_MS)
+            expect(alerts.filter(has_text="broken.pdf").filter(has_text="failed")).to_be_visible(
+                timeout=LONG_MS
+            )
+            _wait_idle(page)
+            listed = page.locator('[data-testid="stMain"] [data-testid="stText"]')
+            expect(listed.filter(has_text="tracemonkey.pdf")).to_be_visible()
+            # The sidebar's count is drawn after the page ran, so it includes this upload.
+            count = page.locator('[data-testid="stSidebar"] [data-testid="stMetricValue"]')
+            expect(count).to_have_text("1", timeout=10_000)
+            _screenshot(page, "documents.png")
+
+            # Chat: ask, watch the answer stream in under the sources it came from.
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Chat").click()
+            chat_input = page.locator('[data-testid="stChatInput"] textarea')
+            chat_input.fill(NUMBERS_QUESTION)
+            chat_input.press("Enter")
+            assistant = page.locator('[data-testid="stChatMessage"]').filter(
+                has=page.locator('[data-testid="stChatMessageAvatarAssistant"]')
+            )
+            expect(assistant).to_have_count(1, timeout=LONG_MS)
+            source = assistant.locator('[data-testid="stExpander"] summary').filter(
+                has_text="tracemonkey.pdf"
+            ).filter(has_text="page 5")
+            expect(source.first).to_be_visible(timeout=LONG_MS)
+            # The answer: the message's markdown that is no caption (a caption heads the sources).
+            answer = assistant.locator(
+                '[data-testid="stMarkdown"]:not(:has([data-testid="stCaptionContainer"]))'
+            )
+            seen = _watch_text(page, answer)
+            text = seen[-1]
+            assert "The language model failed" not in text, text
+            assert len(seen) >= 2, f"the answer came in one piece, not streamed: {seen}"
+            assert len(seen[0]) < len(text), seen
+            source.first.click()  # the passage itself, as plain text
+            expect(assistant.locator('[data-testid="stExpanderDetails"]').first).to_contain_text(
+                "integer", timeout=10_000
+            )
+            _screenshot(page, "chat.png")
+        finally:
+            browser.close()
