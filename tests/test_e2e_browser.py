@@ -7,18 +7,15 @@ answer streams from llama.cpp's OpenAI-compatible server running SmolLM2.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
-from tests.llm_fixtures import free_port
+from tests.processes import free_port, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +26,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 ARTIFACTS = REPO / "artifacts"
 NUMBERS_QUESTION = "How are JavaScript numbers represented as integers in traces?"
-START_TIMEOUT_S = 60
 LONG_MS = 120_000  # the first run loads the embedder; an upload embeds a 14-page PDF on 2 cores
-
-
-def _log_tail(log: Path, lines: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture
@@ -57,44 +49,19 @@ def app_url(llm_server: str, tmp_path: Path) -> Iterator[str]:
         "--server.fileWatcherType", "none",  # watching the repo (and .venv) floods inotify
     ]  # fmt: skip
     log = tmp_path / "streamlit.log"
-    with log.open("wb") as out:  # a file, not a pipe: an unread pipe fills and blocks the server
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"streamlit exited with {server.returncode}:\n{_log_tail(log)}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"streamlit did not answer within {START_TIMEOUT_S} s:\n{_log_tail(log)}"
-                )
-            time.sleep(0.25)
+    with running_server(command, ready_url=f"{url}/_stcore/health", log=log, cwd=REPO, env=env):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        print(f"streamlit log tail:\n{_log_tail(log)}")
 
 
-def _wait_idle(page) -> None:  # noqa: ANN001
+def _wait_idle(page) -> None:
     """Until the app's script run has ended."""
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
         timeout=LONG_MS
     )
 
 
-def _screenshot(page, name: str) -> None:  # noqa: ANN001
+def _screenshot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
     page.wait_for_timeout(500)  # any expander's opening animation
     height = page.evaluate(  # the tallest scrolling content on the page
@@ -107,7 +74,7 @@ def _screenshot(page, name: str) -> None:  # noqa: ANN001
     page.set_viewport_size({"width": width, "height": 900})
 
 
-def _watch_text(page, locator, timeout_s: float = 120) -> list[str]:  # noqa: ANN001
+def _watch_text(page, locator, timeout_s: float = 120) -> list[str]:
     """Every distinct text the locator shows until the script run ends."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout_s

@@ -25,7 +25,7 @@ from rag.generation import (
     failure_message,
 )
 from rag.types import Chunk, Hit
-from tests.llm_fixtures import free_port
+from tests.processes import free_port
 
 QUESTION = [{"role": "user", "content": "Name three primary colours."}]
 

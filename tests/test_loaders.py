@@ -467,12 +467,12 @@ def test_real_rfc_text_is_one_page(docs: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ("café ünïcode 日本".encode("utf-8"), "café ünïcode 日本"),
-        (b"\xef\xbb\xbf" + "with BOM é".encode("utf-8"), "with BOM é"),
+        ("café ünïcode 日本".encode(), "café ünïcode 日本"),
+        (b"\xef\xbb\xbf" + "with BOM é".encode(), "with BOM é"),
         ("naïve “quoted” – €5".encode("cp1252"), "naïve “quoted” – €5"),
         (b"undefined in cp1252: \x81 and caf\xe9", "undefined in cp1252: \x81 and café"),
         ("utf-16 é".encode("utf-16"), "utf-16 é"),
-        ("mostly utf-8 ü ö ä".encode("utf-8") + b" \xff", "mostly utf-8 ü ö ä \ufffd"),
+        ("mostly utf-8 ü ö ä".encode() + b" \xff", "mostly utf-8 ü ö ä \ufffd"),
         (b"windows\r\nline\r\nends\rold mac", "windows\nline\nends\nold mac"),
     ],
 )

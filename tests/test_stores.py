@@ -57,13 +57,17 @@ def test_delete_removes_document_and_chunks(store):
     store.delete("missing")  # no error
 
 
-def test_a_failed_add_leaves_nothing_behind(store):
+def test_a_failed_add_leaves_nothing_behind(store, monkeypatch):
     info, chunks = document("a", 3)
     with pytest.raises(ValueError):
         store.add(info, chunks, np.stack([unit(1), unit(1, 1)]))  # one vector short
-    bad = np.stack([unit(1), unit(1, 1), np.full(DIM, np.nan, dtype=np.float32)])
-    with pytest.raises(Exception):
-        store.add(info, chunks, bad)
+
+    def fail(**_):  # the last step: every chunk is stored by then
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store._documents, "add", fail)
+    with pytest.raises(OSError, match="disk full"):
+        store.add(info, chunks, np.stack([unit(1), unit(1, 1), unit(0, 1)]))
     assert store.count() == 0 and store.documents() == []
 
 

@@ -11,7 +11,7 @@ from rag.pipeline import RAG
 @st.cache_resource(show_spinner="Loading the embedding model…")
 def get_rag() -> RAG:
     engine = RAG(Settings())
-    engine.embedder  # load it now, under the spinner, not on the first question
+    engine.embedder  # noqa: B018  load it now, under the spinner, not on the first question
     return engine
 
 

@@ -1,0 +1,64 @@
+"""Real servers for tests: start a process, wait until it answers, always stop it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it, so parallel runs don't collide)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def running_server(
+    command: Sequence[str],
+    *,
+    ready_url: str,
+    log: Path,
+    timeout_s: float = 60,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[None]:
+    """Until `ready_url` answers 200; a process that dies or stays silent fails the test with
+    its log tail. Output goes to a file: an unread pipe fills and blocks the server."""
+    name = Path(command[0]).name if len(command) < 3 else " ".join(command[1:3])
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"{name} exited with {server.returncode}:\n{log_tail(log)}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not answer within {timeout_s:g} s:\n{log_tail(log)}")
+            time.sleep(0.25)
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
