@@ -27,35 +27,60 @@ class Settings(BaseSettings):
         validate_assignment=True,
     )
 
-    data_dir: Path = Path("data")
+    # Each description is the one-line help the Settings page shows beside the control.
+    data_dir: Path = Field(Path("data"), description="Index, kept originals and model files.")
 
-    chunk_size: int = Field(160, ge=16, le=8192, description="tokens of the embedding model")
-    chunk_overlap: int = Field(24, ge=0, description="tokens shared by neighbouring chunks")
-    chunk_strategy: Literal["recursive", "semantic", "fixed"] = "recursive"
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL
-    embedding_batch_size: int = Field(64, ge=1, le=4096)
+    chunk_size: int = Field(160, ge=16, le=8192, description=(
+        "Tokens of the embedding model per chunk: small chunks match precisely, large ones "
+        "carry more context."))
+    chunk_overlap: int = Field(24, ge=0, description=(
+        "Tokens neighbouring chunks share, so a sentence cut at a border is still found whole."))
+    chunk_strategy: Literal["recursive", "semantic", "fixed"] = Field("recursive", description=(
+        "recursive: cut at paragraphs, lines, sentences, words; semantic: merge whole "
+        "paragraphs; fixed: plain token windows."))
+    embedding_model: str = Field(DEFAULT_EMBEDDING_MODEL, description=(
+        "A sentence-transformers model name or local path; the default ships with the app."))
+    embedding_batch_size: int = Field(64, ge=1, le=4096, description=(
+        "Chunks embedded at once: larger is faster until memory runs short."))
 
-    vector_store_type: Literal["chroma", "faiss"] = "chroma"
+    vector_store_type: Literal["chroma", "faiss"] = Field("chroma", description=(
+        "Where vectors live: chroma (a folder under data_dir)."))
 
-    top_k: int = Field(5, ge=1, le=100)
-    fetch_multiplier: int = Field(3, ge=1, le=50)
-    similarity_threshold: float = Field(0.40, ge=-1.0, le=1.0)
-    rerank: bool = True
-    reranker: Literal["term-overlap", "cross-encoder"] = "term-overlap"
-    reranker_model: str | None = None
-    context_tokens: int = Field(800, ge=64, le=32768, description="budget for retrieved text")
+    top_k: int = Field(5, ge=1, le=100, description="Passages given to the model per answer.")
+    fetch_multiplier: int = Field(3, ge=1, le=50, description=(
+        "Candidates fetched per passage kept, so the re-ranker has something to choose from."))
+    similarity_threshold: float = Field(0.40, ge=-1.0, le=1.0, description=(
+        "Minimum cosine similarity of a passage; when none reaches it the app declines to "
+        "answer instead of guessing."))
+    rerank: bool = Field(True, description="Re-order the passages that passed the threshold.")
+    reranker: Literal["term-overlap", "cross-encoder"] = Field("term-overlap", description=(
+        "term-overlap needs no model; cross-encoder reads question and passage together "
+        "(needs a local model)."))
+    reranker_model: str | None = Field(None, description="Local path of a cross-encoder model.")
+    context_tokens: int = Field(800, ge=64, le=32768, description=(
+        "Tokens of retrieved text per prompt: on a CPU, reading them dominates the wait for the "
+        "first word."))
 
-    llm_base_url: str | None = None
-    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str | None = Field(None, description=(
+        "An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, OpenAI); empty: the "
+        "embedded model."))
+    llm_model: str = Field("gpt-4o-mini", description="Model name the endpoint serves.")
     llm_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("RAG_LLM_API_KEY", "OPENAI_API_KEY", "llm_api_key")
+        None,
+        validation_alias=AliasChoices("RAG_LLM_API_KEY", "OPENAI_API_KEY", "llm_api_key"),
+        description="Key for the endpoint; read from the environment or .env, never saved.",
     )
-    llm_gguf: Path | None = None
-    llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    llm_context_window: int = Field(4096, ge=512)
-    llm_max_tokens: int = Field(512, ge=1)
-    llm_temperature: float = Field(0.1, ge=0.0, le=2.0)
-    llm_timeout_s: float = Field(120.0, gt=0)
+    llm_gguf: Path | None = Field(None, description=(
+        "A local GGUF for the embedded model (default: the packaged Qwen2.5-Coder-1.5B)."))
+    llm_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description=(
+        "CPU threads of the embedded model."))
+    llm_context_window: int = Field(4096, ge=512, description=(
+        "Context window of the embedded model: 4096 fits the prompt and the answer."))
+    llm_max_tokens: int = Field(512, ge=1, description="Longest answer, in tokens.")
+    llm_temperature: float = Field(0.1, ge=0.0, le=2.0, description=(
+        "Low values keep answers close to the sources."))
+    llm_timeout_s: float = Field(120.0, gt=0, description=(
+        "Seconds before a remote endpoint counts as unreachable."))
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -13,6 +13,15 @@ from rag.chunking import chunk_document
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.generation import LLM, REFUSAL, build_messages, create_llm, failure_message
+from rag.index_files import (
+    INDEX_FIELDS,
+    keep_original,
+    manifest_differences,
+    read_manifest,
+    read_original,
+    remove_original,
+    write_manifest,
+)
 from rag.loaders import LoaderError, load
 from rag.rerank import Reranker, create_reranker
 from rag.retrieval import Retrieval, retrieve
@@ -134,9 +143,14 @@ class RAG:
                     added_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     warnings=document.warnings,
                 )
+                starts_index = not self.store.documents()
+                keep_original(self.settings.data_dir, document.doc_id, data)  # for re-indexing
                 self.store.add(info, chunks, vectors)
+                if starts_index:
+                    write_manifest(self.settings.data_dir, self.index_manifest())
             except Exception as error:  # the store rolled back; the next file goes on
                 log.exception("indexing %s failed", source)
+                remove_original(self.settings.data_dir, document.doc_id)
                 return IngestResult(source, "failed", doc_id=document.doc_id,
                                     error=f"{source}: indexing failed: {error}")
         return IngestResult(source, "indexed", doc_id=document.doc_id, chunks=len(chunks),
@@ -147,10 +161,38 @@ class RAG:
             if self.store.get_document(doc_id) is None:
                 return False
             self.store.delete(doc_id)
+            remove_original(self.settings.data_dir, doc_id)
             return True
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()
+
+    def index_manifest(self) -> dict:
+        """The live settings that shape chunks and vectors, as the index would record them."""
+        manifest = {field: getattr(self.settings, field) for field in INDEX_FIELDS}
+        manifest["chunk_size"] = self.chunk_size
+        return manifest
+
+    def index_mismatch(self) -> list[str]:
+        """How the index differs from the live chunking settings; empty when a re-index would
+        change nothing."""
+        if not self.documents():
+            return []
+        return manifest_differences(read_manifest(self.settings.data_dir), self.index_manifest())
+
+    def reindex_iter(self) -> Iterator[IngestResult]:
+        """Chunk and embed every document again from its kept original with the live settings,
+        one result per document for a progress bar."""
+        for info in self.documents():
+            data = read_original(self.settings.data_dir, info.doc_id)
+            if data is None:
+                yield IngestResult(info.source, "failed", doc_id=info.doc_id,
+                                   error=f"{info.source}: original file not kept; upload it again")
+                continue
+            with self._ingest_lock:
+                self.store.delete(info.doc_id)
+            yield self.ingest_one(info.source, data)
+        write_manifest(self.settings.data_dir, self.index_manifest())
 
     # --- questions ---------------------------------------------------------------------------
 
