@@ -1,4 +1,4 @@
-"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete ..."""
+"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete|reindex ..."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from rag.config import Settings, describe_validation_error
+from rag.config import describe_validation_error
+from rag.user_settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+        # The same layering as the app: settings saved on its Settings page apply here too.
+        settings = load_settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     except ValidationError as error:
         print(f"invalid settings: {describe_validation_error(error)}", file=sys.stderr)
         return 2
@@ -44,7 +46,24 @@ def _parser() -> argparse.ArgumentParser:
     delete = commands.add_parser("delete", help="remove a document by id (or a unique id prefix)")
     delete.add_argument("doc_id")
     delete.set_defaults(run=_delete)
+
+    reindex = commands.add_parser("reindex", help="chunk and embed every document again with "
+                                                  "the live settings")
+    reindex.set_defaults(run=_reindex)
     return parser
+
+
+def _report(label, result) -> bool:
+    """One line per file, as other tools parse it; True when the file failed."""
+    if result.status == "indexed":
+        print(f"{label}: indexed ({result.chunks} chunks)")
+    elif result.status == "already indexed":
+        print(f"{label}: already indexed")
+    else:
+        print(f"{label}: failed: {result.error}")
+    for warning in result.warnings:
+        print(f"{label}: warning: {warning}")
+    return result.status == "failed"
 
 
 def _ingest(rag, args) -> int:
@@ -56,16 +75,14 @@ def _ingest(rag, args) -> int:
             print(f"{path}: failed: {path.name}: cannot read file: {error.strerror}")
             failed += 1
             continue
-        result = rag.ingest_one(path.name, data)
-        if result.status == "indexed":
-            print(f"{path}: indexed ({result.chunks} chunks)")
-        elif result.status == "already indexed":
-            print(f"{path}: already indexed")
-        else:
-            print(f"{path}: failed: {result.error}")
-            failed += 1
-        for warning in result.warnings:
-            print(f"{path}: warning: {warning}")
+        failed += _report(path, rag.ingest_one(path.name, data))
+    return 1 if failed else 0
+
+
+def _reindex(rag, args) -> int:
+    for difference in rag.index_mismatch():
+        print(f"index differs: {difference}")
+    failed = sum(_report(result.source, result) for result in rag.reindex_iter())
     return 1 if failed else 0
 
 

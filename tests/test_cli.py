@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.generation import REFUSAL
+from rag.user_settings import save_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,3 +102,16 @@ def test_invalid_settings_are_reported_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "chunk_overlap (500) must be smaller than chunk_size" in result.stderr
     assert "Traceback" not in result.stderr and "sk-never-print-me" not in result.stderr
+
+
+def test_saved_settings_apply_and_reindex_rebuilds(tmp_path, bench_data):
+    md = bench_data / "docs/markdown/rust-book-ch08-02-strings.md"
+    first = run_cli(tmp_path, "ingest", str(md)).stdout
+    before = int(first.split("indexed (")[1].split()[0])
+    save_settings(tmp_path, {"chunk_size": 64, "chunk_overlap": 8})
+    result = run_cli(tmp_path, "reindex")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "index differs: chunk size: index 160, settings 64"
+    after = int(lines[-1].split("indexed (")[1].split()[0])
+    assert lines[-1].startswith("rust-book-ch08-02-strings.md: indexed (") and after > 2 * before
