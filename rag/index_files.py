@@ -41,11 +41,14 @@ def manifest_differences(stored: dict[str, Any] | None, live: dict[str, Any]) ->
             for field in INDEX_FIELDS if stored.get(field) != live[field]]
 
 
-def keep_original(data_dir: Path, doc_id: str, data: bytes) -> None:
-    """Stored by content hash, so the same file is kept once whatever its name."""
+def keep_original(data_dir: Path, doc_id: str, data: bytes) -> bool:
+    """Stored by content hash, so the same file is kept once whatever its name. True when this
+    call wrote it, so a failed ingest removes only what it added."""
     path = data_dir / ORIGINALS / doc_id
-    if not path.exists():
-        _write_atomically(path, data)
+    if path.exists():
+        return False
+    _write_atomically(path, data)
+    return True
 
 
 def read_original(data_dir: Path, doc_id: str) -> bytes | None:

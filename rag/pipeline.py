@@ -54,6 +54,10 @@ class Answer:
     threshold: float
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 class RAG:
     """One index and the models that serve it. Models load on first use, so listing or deleting
     documents (CLI `list`, the UI's sidebar) never waits for them."""
@@ -116,43 +120,52 @@ class RAG:
 
     def ingest_one(self, source: str, data: bytes) -> IngestResult:
         """Never raises for a bad file: the error names the file and the cause instead."""
+        with self._ingest_lock:
+            return self._index(source, data)
+
+    def _index(self, source: str, data: bytes, replace: DocumentInfo | None = None) -> IngestResult:
+        """Load, chunk and embed before touching the store, so a failure leaves the index as it
+        was. `replace` is the indexed document a re-index rebuilds (same bytes, same id)."""
         try:
             document = load(data, source)
         except LoaderError as error:
             return IngestResult(source, "failed", error=str(error))
-        with self._ingest_lock:
-            if self.store.get_document(document.doc_id) is not None:
-                return IngestResult(source, "already indexed", doc_id=document.doc_id)
-            try:
-                chunks = chunk_document(
-                    document,
-                    self.embedder,
-                    size=self.chunk_size,
-                    overlap=self.settings.chunk_overlap,
-                    strategy=self.settings.chunk_strategy,
-                )
-                if not chunks:
-                    return IngestResult(source, "failed", error=f"{source}: no text to index")
-                vectors = self.embedder.embed([chunk.text for chunk in chunks])
-                info = DocumentInfo(
-                    doc_id=document.doc_id,
-                    source=source,
-                    pages=len(document.pages),
-                    chunks=len(chunks),
-                    size_bytes=document.size_bytes,
-                    added_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                    warnings=document.warnings,
-                )
-                starts_index = not self.store.documents()
-                keep_original(self.settings.data_dir, document.doc_id, data)  # for re-indexing
-                self.store.add(info, chunks, vectors)
-                if starts_index:
-                    write_manifest(self.settings.data_dir, self.index_manifest())
-            except Exception as error:  # the store rolled back; the next file goes on
-                log.exception("indexing %s failed", source)
+        if replace is None and self.store.get_document(document.doc_id) is not None:
+            return IngestResult(source, "already indexed", doc_id=document.doc_id)
+        kept = False
+        try:
+            chunks = chunk_document(
+                document,
+                self.embedder,
+                size=self.chunk_size,
+                overlap=self.settings.chunk_overlap,
+                strategy=self.settings.chunk_strategy,
+            )
+            if not chunks:
+                return IngestResult(source, "failed", error=f"{source}: no text to index")
+            vectors = self.embedder.embed([chunk.text for chunk in chunks])
+            info = DocumentInfo(
+                doc_id=document.doc_id,
+                source=source,
+                pages=len(document.pages),
+                chunks=len(chunks),
+                size_bytes=document.size_bytes,
+                added_at=replace.added_at if replace else _now(),
+                warnings=document.warnings,
+            )
+            starts_index = not self.store.documents()
+            kept = keep_original(self.settings.data_dir, document.doc_id, data)
+            if replace is not None:
+                self.store.delete(replace.doc_id)
+            self.store.add(info, chunks, vectors)
+            if starts_index:
+                write_manifest(self.settings.data_dir, self.index_manifest())
+        except Exception as error:  # the store rolled back; the next file goes on
+            log.exception("indexing %s failed", source)
+            if kept:
                 remove_original(self.settings.data_dir, document.doc_id)
-                return IngestResult(source, "failed", doc_id=document.doc_id,
-                                    error=f"{source}: indexing failed: {error}")
+            return IngestResult(source, "failed", doc_id=document.doc_id,
+                                error=f"{source}: indexing failed: {error}")
         return IngestResult(source, "indexed", doc_id=document.doc_id, chunks=len(chunks),
                             warnings=document.warnings)
 
@@ -183,16 +196,19 @@ class RAG:
     def reindex_iter(self) -> Iterator[IngestResult]:
         """Chunk and embed every document again from its kept original with the live settings,
         one result per document for a progress bar."""
+        complete = True
         for info in self.documents():
             data = read_original(self.settings.data_dir, info.doc_id)
             if data is None:
-                yield IngestResult(info.source, "failed", doc_id=info.doc_id,
-                                   error=f"{info.source}: original file not kept; upload it again")
-                continue
-            with self._ingest_lock:
-                self.store.delete(info.doc_id)
-            yield self.ingest_one(info.source, data)
-        write_manifest(self.settings.data_dir, self.index_manifest())
+                result = IngestResult(info.source, "failed", doc_id=info.doc_id,
+                                      error=f"{info.source}: original file not kept; upload it again")
+            else:
+                with self._ingest_lock:
+                    result = self._index(info.source, data, replace=info)
+            complete = complete and result.status == "indexed"
+            yield result
+        if complete:  # otherwise the index still holds chunks made with the old settings
+            write_manifest(self.settings.data_dir, self.index_manifest())
 
     # --- questions ---------------------------------------------------------------------------
 

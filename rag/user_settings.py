@@ -59,7 +59,8 @@ def save_settings(data_dir: Path, values: Mapping[str, Any]) -> Settings:
     if refused:
         raise ValueError(f"not saved in the app: {', '.join(sorted(refused))}")
     merged = {**read_saved(data_dir), **values}
-    Settings(data_dir=data_dir, **merged)  # raises before anything is written
+    # Validate what load_settings will build: the saved values under the environment's.
+    Settings(**{k: v for k, v in merged.items() if not from_environment(k)}, data_dir=data_dir)
     path = saved_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

@@ -53,3 +53,19 @@ def test_delete_drops_the_original_too(engine, tmp_path):
     engine.delete(doc.doc_id)
     assert not (tmp_path / ORIGINALS / doc.doc_id).exists()
     assert engine.index_mismatch() == []  # an empty index matches anything
+
+
+def test_a_failed_reindex_keeps_the_document_and_its_original(engine, tmp_path, monkeypatch):
+    [before] = engine.documents()
+    engine.update_settings(engine.settings.model_copy(update={"chunk_size": 64, "chunk_overlap": 8}))
+
+    def fail(texts):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(engine.embedder, "embed", fail)
+    [result] = engine.reindex_iter()
+    assert result.status == "failed" and "out of memory" in result.error
+    assert engine.documents() == [before]  # still searchable with its old chunks
+    assert engine.store.count() == before.chunks
+    assert (tmp_path / ORIGINALS / before.doc_id).exists()
+    assert engine.index_mismatch(), "the old settings are still recorded"

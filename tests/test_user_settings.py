@@ -53,3 +53,11 @@ def test_the_key_and_the_data_dir_are_never_saved(isolated):
     with pytest.raises(ValueError, match="data_dir"):
         save_settings(isolated, {"data_dir": "/elsewhere"})
     assert not saved_path(isolated).exists()
+
+
+def test_a_save_that_would_clash_with_the_environment_is_refused(isolated, monkeypatch):
+    save_settings(isolated, {"chunk_size": 200})
+    monkeypatch.setenv("RAG_CHUNK_SIZE", "64")
+    with pytest.raises(ValidationError):
+        save_settings(isolated, {"chunk_overlap": 100})  # fine with 200, not with the env's 64
+    assert load_settings(data_dir=isolated).chunk_size == 64
