@@ -6,7 +6,7 @@ import streamlit as st
 
 import rag  # noqa: F401  (offline and thread settings before any model loads)
 from rag.generation import public_url
-from ui.state import get_rag
+from ui.state import get_rag, settings_problems
 
 st.set_page_config(page_title="Chat with your documents", page_icon="📚", layout="wide")
 
@@ -14,6 +14,8 @@ page = st.navigation(
     [
         st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", default=True),
         st.Page("app_pages/documents.py", title="Documents", icon=":material/description:"),
+        st.Page("app_pages/settings.py", title="Settings", icon=":material/tune:"),
+        st.Page("app_pages/about.py", title="About", icon=":material/info:"),
     ]
 )
 
@@ -22,12 +24,18 @@ with st.sidebar:
     index_status = st.empty()
     for warning in engine.warnings:
         st.warning(warning)
+    for problem in settings_problems:
+        st.error(problem)
+    st.page_link("app_pages/about.py", label="How it works (README)", icon=":material/menu_book:")
 
 
 def show_index_status() -> None:
     with index_status.container():
         st.metric("Documents", len(engine.documents()))
         st.caption(f"{engine.store.count()} chunks · embedder {engine.settings.embedding_model}")
+        data_dir = engine.settings.data_dir
+        st.caption(f"Store: {engine.settings.vector_store_type} in the folder `{data_dir.name}`",
+                   help=f"Index, kept originals and saved settings: {data_dir.resolve()}")
         if engine.settings.uses_remote_llm:
             endpoint = public_url(engine.settings.llm_base_url or "https://api.openai.com/v1")
             st.caption(f"LLM: `{engine.settings.llm_model}` at `{endpoint}`")

@@ -6,15 +6,26 @@ from itertools import chain
 
 import streamlit as st
 
+from ui.reindex import mismatch_text
 from ui.sources import show_sources
 from ui.state import chat_messages, get_rag
 
 engine = get_rag()
 messages = chat_messages()
 
-st.title("Chat with your documents")
+title, new_chat = st.columns([5, 1], vertical_alignment="bottom")
+title.title("Chat with your documents")
+# Never disabled: it is drawn before this run's question is added to the conversation.
+if new_chat.button("New chat", icon=":material/add_comment:", key="new-chat",
+                   help="Clear this conversation (other tabs keep theirs)"):
+    messages.clear()
+    st.rerun()
 if not engine.documents():
     st.info("Nothing is indexed yet: add files on the Documents page.")
+elif warning := mismatch_text(engine):
+    st.warning(warning)
+    st.page_link("app_pages/documents.py", label="Re-index on the Documents page",
+                 icon=":material/sync:")
 
 for message in messages:
     with st.chat_message(message["role"]):

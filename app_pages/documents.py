@@ -7,6 +7,7 @@ from datetime import datetime
 import streamlit as st
 
 from rag.loaders import SUPPORTED_EXTENSIONS
+from ui.reindex import mismatch_text, reindex_all
 from ui.state import get_rag
 
 
@@ -21,6 +22,17 @@ def added(timestamp: str) -> str:
 engine = get_rag()
 st.title("Documents")
 
+if warning := mismatch_text(engine):
+    mismatch_area = st.empty()
+    with mismatch_area.container():
+        st.warning(warning)
+        reindex = st.button("Re-index all", icon=":material/sync:", key="reindex-all",
+                            help="Chunk and embed every document again from its kept original")
+    if reindex:
+        st.session_state.pop("confirm_delete", None)  # another action cancels a pending delete
+        mismatch_area.empty()
+        reindex_all(engine)
+
 limit_mb = st.get_option("server.maxUploadSize")
 uploads = st.file_uploader(
     f"Drop PDF, Markdown, HTML or text files (up to {limit_mb} MB each)",
@@ -32,6 +44,7 @@ uploads = st.file_uploader(
 indexed_uploads: set[str] = st.session_state.setdefault("indexed_uploads", set())
 new_uploads = [upload for upload in uploads or [] if upload.file_id not in indexed_uploads]
 if new_uploads:
+    st.session_state.pop("confirm_delete", None)  # another action cancels a pending delete
     progress = st.progress(0.0, text=f"Indexing {len(new_uploads)} file(s)…")
     for done, upload in enumerate(new_uploads, start=1):
         progress.progress((done - 1) / len(new_uploads),
@@ -54,13 +67,27 @@ st.subheader("Indexed documents")
 documents = engine.documents()
 if not documents:
     st.info("No documents yet: drop some files above.")
+# A delete asks first: the first click only marks the document, Confirm removes it.
+pending = st.session_state.get("confirm_delete")
 for info in documents:
     name, details, action = st.columns([4, 4, 1], vertical_alignment="center")
     name.text(info.source)
     details.caption(
-        f"{info.pages} pages · {info.chunks} chunks · {info.size_bytes / 1024:.0f} KB · "
+        f"{info.pages} page{'s' if info.pages != 1 else ''} · {info.chunks} chunks · "
+        f"{info.size_bytes / 1024:.0f} KB · "
         f"added {added(info.added_at)}"
     )
-    if action.button("Delete", key=f"delete-{info.doc_id}"):
-        engine.delete(info.doc_id)
+    if action.button("Delete", key=f"delete-{info.doc_id}", disabled=pending == info.doc_id):
+        st.session_state["confirm_delete"] = info.doc_id
         st.rerun()
+    if pending == info.doc_id:
+        with st.container(border=True):
+            st.warning(f"Delete {info.source}? This removes it from the index.")
+            confirm, cancel, _ = st.columns([1, 1, 6])
+            if confirm.button("Confirm", type="primary", key=f"confirm-delete-{info.doc_id}"):
+                engine.delete(info.doc_id)
+                st.session_state.pop("confirm_delete", None)
+                st.rerun()
+            if cancel.button("Cancel", key=f"cancel-delete-{info.doc_id}"):
+                st.session_state.pop("confirm_delete", None)
+                st.rerun()

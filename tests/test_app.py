@@ -143,24 +143,190 @@ def test_documents_page_lists_and_deletes(uploaded: AppTest) -> None:
     assert "notes.md" in [t.value for t in at.text]
     assert _sidebar_count(at) == "2"
 
-    at.button(key=f"delete-{hashlib.sha256(NOTES).hexdigest()}").click().run()
+    doc_id = hashlib.sha256(NOTES).hexdigest()
+    # The first click only asks; Cancel keeps the document.
+    at.button(key=f"delete-{doc_id}").click().run()
+    _no_exceptions(at)
+    assert "notes.md" in [t.value for t in at.text]
+    assert any(w.value == "Delete notes.md? This removes it from the index." for w in at.warning)
+    at.button(key=f"cancel-delete-{doc_id}").click().run()
+    assert "notes.md" in [t.value for t in at.text]
+    assert not any("Delete notes.md?" in w.value for w in at.warning)
+    assert _sidebar_count(at) == "2"
+
+    at.button(key=f"delete-{doc_id}").click().run()
+    at.button(key=f"confirm-delete-{doc_id}").click().run()
     _no_exceptions(at)
     listed = [t.value for t in at.text]
     assert "notes.md" not in listed and "tracemonkey.pdf" in listed
     assert _sidebar_count(at) == "1"
 
 
-def test_threshold_one_refuses_everything(uploaded: AppTest) -> None:
-    """Runs last: it rebuilds the engine with RAG_SIMILARITY_THRESHOLD=1.0 on the same index."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAG_SIMILARITY_THRESHOLD", "1.0")
+def test_new_chat_clears_this_sessions_history(uploaded: AppTest) -> None:
+    at = ask(new_app().run(), OFF_TOPIC_QUESTION)
+    assert len(at.chat_message) == 2
+    at.button(key="new-chat").click().run()
+    _no_exceptions(at)
+    assert len(at.chat_message) == 0
+    at.run()
+    assert len(at.chat_message) == 0
+
+
+# --- Settings page -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def default_settings(app_env: Path) -> Iterator[Path]:
+    """No saved settings before and after the test, and an engine built from them."""
+
+    def reset() -> None:
+        (app_env / "settings.json").unlink(missing_ok=True)
         _clear_engine()
-        try:
-            at = ask(new_app().run(), NUMBERS_QUESTION)
-            _no_exceptions(at)
-            assistant = at.chat_message[1]
-            assert assistant.markdown[0].value == REFUSAL
-            assert not assistant.expander
-            assert any("similarity threshold 1.00" in c.value for c in assistant.caption)
-        finally:
-            _clear_engine()
+
+    reset()
+    yield app_env
+    reset()
+
+
+def settings_page() -> AppTest:
+    at = new_app().run()
+    at.switch_page("app_pages/settings.py").run()
+    _no_exceptions(at)
+    return at
+
+
+def save(at: AppTest) -> AppTest:
+    at.button(key="save-settings").click().run()
+    _no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_threshold_one_saved_on_settings_refuses_without_the_llm(
+    uploaded: AppTest, default_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = settings_page()
+    at.slider(key="setting-similarity_threshold").set_value(1.0)
+    save(at)
+    assert any("similarity_threshold" in s.value for s in at.success)
+    assert at.slider(key="setting-similarity_threshold").value == 1.0
+
+    from ui.state import get_rag
+
+    def no_llm(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a refused question must not reach the language model")
+
+    monkeypatch.setattr(get_rag(), "_stream", no_llm)
+    at.switch_page("app_pages/chat.py").run()
+    ask(at, NUMBERS_QUESTION)  # answerable at the default threshold
+    _no_exceptions(at)
+    assistant = at.chat_message[1]
+    assert assistant.markdown[0].value == REFUSAL
+    assert not assistant.expander
+    assert any("similarity threshold 1.00" in c.value for c in assistant.caption)
+
+
+def test_bad_values_are_not_saved(uploaded: AppTest, default_settings: Path) -> None:
+    at = settings_page()
+    at.slider(key="setting-chunk_size").set_value(64)
+    at.slider(key="setting-chunk_overlap").set_value(100)
+    at.button(key="save-settings").click().run()
+    _no_exceptions(at)
+    assert any("chunk_overlap" in e.value and "smaller than chunk_size" in e.value
+               for e in at.error)
+    assert not (default_settings / "settings.json").exists()
+
+
+def test_chunk_size_change_asks_for_a_reindex(uploaded: AppTest, default_settings: Path) -> None:
+    from ui.state import get_rag
+
+    before = {info.source: info.chunks for info in get_rag().documents()}
+    at = settings_page()
+    at.slider(key="setting-chunk_size").set_value(96)
+    save(at)
+    assert any("The index was built with other settings" in w.value for w in at.warning)
+
+    at.switch_page("app_pages/chat.py").run()
+    assert any("The index was built with other settings" in w.value for w in at.warning)
+
+    at.switch_page("app_pages/documents.py").run()
+    warnings = [w.value for w in at.warning if "The index was built with other settings" in w.value]
+    assert warnings and "chunk size" in warnings[0], warnings
+    at.button(key="reindex-all").click().run()
+    _no_exceptions(at)
+    assert not any("The index was built with other settings" in w.value for w in at.warning)
+    assert any("tracemonkey.pdf: re-indexed" in s.value for s in at.success)
+    assert "tracemonkey.pdf" in [t.value for t in at.text]
+    after = {info.source: info.chunks for info in get_rag().documents()}
+    assert after["tracemonkey.pdf"] > before["tracemonkey.pdf"], (before, after)
+    assert any(f"{after['tracemonkey.pdf']} chunks" in c.value for c in at.caption)
+    at.run()
+    assert not any("The index was built with other settings" in w.value for w in at.warning)
+
+
+def test_saved_settings_survive_a_restart(uploaded: AppTest, default_settings: Path) -> None:
+    at = settings_page()
+    at.slider(key="setting-top_k").set_value(9)
+    save(at)
+    _clear_engine()  # a server restart: a new engine from load_settings()
+
+    at = settings_page()
+    assert at.slider(key="setting-top_k").value == 9
+    assert [c.value for c in at.caption].count("Value: saved on this page") == 1
+    from ui.state import get_rag
+
+    assert get_rag().settings.top_k == 9
+
+
+def test_a_field_set_by_the_environment_is_locked(
+    uploaded: AppTest, default_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_TOP_K", "7")
+    _clear_engine()
+    at = settings_page()
+    top_k = at.slider(key="setting-top_k")
+    assert top_k.value == 7 and top_k.disabled
+    assert not at.slider(key="setting-fetch_multiplier").disabled
+    captions = [c.value for c in at.caption]
+    assert "Set by the environment (RAG_TOP_K); change it there." in captions
+    assert "Default: 5" in top_k.help
+
+
+def test_saved_settings_that_no_longer_fit_do_not_stop_the_app(
+    uploaded: AppTest, default_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saved overlap 100 was fine with the saved size; the operator now sets a smaller size."""
+    (default_settings / "settings.json").write_text('{"chunk_overlap": 100}', encoding="utf-8")
+    monkeypatch.setenv("RAG_CHUNK_SIZE", "64")
+    _clear_engine()
+    at = settings_page()
+    problems = [e.value for e in at.sidebar.error]
+    assert any("were not applied" in p and "chunk_overlap" in p for p in problems), problems
+    assert at.slider(key="setting-chunk_overlap").value == 24  # the default, not the saved 100
+
+    at.button(key="forget-settings").click().run()
+    _no_exceptions(at)
+    assert not (default_settings / "settings.json").exists()
+    assert not at.sidebar.error
+    assert any("forgotten" in s.value for s in at.success)
+
+
+def test_an_api_key_typed_here_is_used_but_never_saved_or_shown(
+    uploaded: AppTest, default_settings: Path
+) -> None:
+    from ui.state import get_rag
+
+    secret = "sk-test-never-shown-0123456789"
+    at = settings_page()
+    assert at.text_input(key="api-key-input").value == ""
+    at.text_input(key="api-key-input").input(secret)
+    at.button(key="use-api-key").click().run()
+    _no_exceptions(at)
+    assert any("until restart" in s.value and "not saved" in s.value for s in at.success)
+    assert get_rag().settings.llm_api_key.get_secret_value() == secret
+    assert at.text_input(key="api-key-input").value == ""  # cleared, not echoed back
+    at.slider(key="setting-top_k").set_value(6)
+    save(at)  # saving other settings keeps the typed key in force and off the disk
+    assert get_rag().settings.llm_api_key.get_secret_value() == secret
+    assert secret not in (default_settings / "settings.json").read_text(encoding="utf-8")
+    assert secret not in str(at._tree)

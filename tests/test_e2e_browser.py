@@ -158,5 +158,16 @@ def test_upload_then_ask_in_a_browser(app_url: str, bench_data: Path, tmp_path: 
                 "integer", timeout=10_000
             )
             _screenshot(page, "chat.png")
+
+            # Settings: every control with its default in the help and where its value comes
+            # from; the endpoint and model come from this server's environment, so they are locked.
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Settings").click()
+            expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible(
+                timeout=LONG_MS
+            )
+            _wait_idle(page)
+            expect(page.get_by_text("Set by the environment (RAG_LLM_BASE_URL)")).to_be_visible()
+            expect(page.locator('input[type="password"]')).to_have_value("")
+            _screenshot(page, "settings.png")
         finally:
             browser.close()

@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
-import streamlit as st
+import logging
 
-from rag.config import Settings
+import streamlit as st
+from pydantic import ValidationError
+
+from rag.config import Settings, describe_validation_error
 from rag.pipeline import RAG
+from rag.user_settings import load_settings, saved_path
+
+log = logging.getLogger(__name__)
+
+# Why the saved settings were not applied at the last engine build (shown in the sidebar).
+settings_problems: list[str] = []
+
+
+def _settings() -> Settings:
+    """defaults < .env < settings saved on the Settings page < environment variables. A saved file
+    that no longer fits (e.g. the environment now sets a conflicting value) must not keep the
+    app from starting: fall back to .env and the environment, and say so."""
+    settings_problems.clear()
+    try:
+        return load_settings()
+    except (ValidationError, ValueError) as error:  # ValueError: a corrupt settings.json
+        reason = (describe_validation_error(error) if isinstance(error, ValidationError)
+                  else str(error))
+        log.warning("saved settings not applied: %s", reason)
+        settings = Settings()
+        settings_problems.append(
+            f"The saved settings ({saved_path(settings.data_dir)}) were not applied: {reason}. "
+            "Change or forget them on the Settings page."
+        )
+        return settings
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
 def get_rag() -> RAG:
-    engine = RAG(Settings())
+    engine = RAG(_settings())
     engine.embedder  # noqa: B018  load it now, under the spinner, not on the first question
     return engine
 
@@ -18,4 +46,3 @@ def get_rag() -> RAG:
 def chat_messages() -> list[dict]:
     """This browser session's conversation; another tab is another session and another list."""
     return st.session_state.setdefault("messages", [])
-
