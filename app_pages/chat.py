@@ -6,7 +6,7 @@ from itertools import chain
 
 import streamlit as st
 
-from ui.reindex import mismatch_text
+from ui.indexing import mismatch_text
 from ui.sources import show_sources
 from ui.state import chat_messages, get_rag
 

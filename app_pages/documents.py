@@ -7,7 +7,7 @@ from datetime import datetime
 import streamlit as st
 
 from rag.loaders import SUPPORTED_EXTENSIONS
-from ui.reindex import mismatch_text, reindex_all
+from ui.indexing import mismatch_text, reindex_all, show_result
 from ui.state import get_rag
 
 
@@ -51,16 +51,7 @@ if new_uploads:
                           text=f"Indexing {upload.name} ({done} of {len(new_uploads)})…")
         result = engine.ingest_one(upload.name, upload.getvalue())
         indexed_uploads.add(upload.file_id)
-        if result.status == "indexed":
-            st.success(f"{upload.name}: indexed ({result.chunks} chunks)")
-        elif result.status == "already indexed":
-            st.info(f"{upload.name}: already indexed")
-        else:
-            # The engine's error already names the file; say it once.
-            cause = (result.error or "unknown error").removeprefix(f"{upload.name}: ")
-            st.error(f"{upload.name}: failed — {cause}")
-        for warning in result.warnings:
-            st.warning(f"{upload.name}: {warning}")
+        show_result(result)
         progress.progress(done / len(new_uploads), text=f"{done} of {len(new_uploads)} done")
 
 st.subheader("Indexed documents")

@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from rag.config import Settings, describe_validation_error
 from rag.user_settings import save_settings, saved_path, value_sources
-from ui.reindex import mismatch_text
+from ui.indexing import mismatch_text
 from ui.state import get_rag
 
 engine = get_rag()

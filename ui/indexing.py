@@ -1,10 +1,10 @@
-"""The warning shown when the index was built with other chunking settings, and the re-index."""
+"""Indexing feedback in the UI: one line per file, the settings-mismatch warning, re-index all."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from rag.pipeline import RAG
+from rag.pipeline import RAG, IngestResult
 
 MISMATCH_PREFIX = "The index was built with other settings: "
 
@@ -17,17 +17,24 @@ def mismatch_text(engine: RAG) -> str | None:
             + ". Answers use the old chunks until the documents are re-indexed.")
 
 
+def show_result(result: IngestResult, done: str = "indexed") -> None:
+    """One line per file; the engine's error already names the file, so it is said once."""
+    if result.status == "indexed":
+        st.success(f"{result.source}: {done} ({result.chunks} chunks)")
+    elif result.status == "already indexed":
+        st.info(f"{result.source}: already indexed")
+    else:
+        cause = (result.error or "unknown error").removeprefix(f"{result.source}: ")
+        st.error(f"{result.source}: failed — {cause}")
+    for warning in result.warnings:
+        st.warning(f"{result.source}: {warning}")
+
+
 def reindex_all(engine: RAG) -> None:
     """Re-chunk every document from its kept original, with a progress bar and one line per file."""
     total = max(len(engine.documents()), 1)
     progress = st.progress(0.0, text=f"Re-indexing {total} document(s)…")
     for done, result in enumerate(engine.reindex_iter(), start=1):
-        if result.status == "indexed":
-            st.success(f"{result.source}: re-indexed ({result.chunks} chunks)")
-        elif result.status == "already indexed":
-            st.info(f"{result.source}: already indexed")
-        else:
-            cause = (result.error or "unknown error").removeprefix(f"{result.source}: ")
-            st.error(f"{result.source}: failed — {cause}")
+        show_result(result, done="re-indexed")
         progress.progress(min(done / total, 1.0), text=f"{done} of {total} re-indexed")
     progress.progress(1.0, text="Re-index done")
