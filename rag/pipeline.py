@@ -111,12 +111,8 @@ class RAG:
     # --- documents ---------------------------------------------------------------------------
 
     def ingest(self, files: Iterable[tuple[str, bytes]]) -> list[IngestResult]:
-        return list(self.ingest_iter(files))
-
-    def ingest_iter(self, files: Iterable[tuple[str, bytes]]) -> Iterator[IngestResult]:
-        """One result per (file name, bytes) as soon as that file is done, for progress bars."""
-        for source, data in files:
-            yield self.ingest_one(source, data)
+        """One result per (file name, bytes); the UI calls ingest_one per file for its progress."""
+        return [self.ingest_one(source, data) for source, data in files]
 
     def ingest_one(self, source: str, data: bytes) -> IngestResult:
         """Never raises for a bad file: the error names the file and the cause instead."""
@@ -153,7 +149,7 @@ class RAG:
                 added_at=replace.added_at if replace else _now(),
                 warnings=document.warnings,
             )
-            starts_index = not self.store.documents()
+            starts_index = self.store.count() == 0
             kept = keep_original(self.settings.data_dir, document.doc_id, data)
             if replace is not None:
                 self.store.delete(replace.doc_id)
@@ -189,7 +185,7 @@ class RAG:
     def index_mismatch(self) -> list[str]:
         """How the index differs from the live chunking settings; empty when a re-index would
         change nothing."""
-        if not self.documents():
+        if self.store.count() == 0:
             return []
         return manifest_differences(read_manifest(self.settings.data_dir), self.index_manifest())
 
