@@ -1,4 +1,4 @@
-"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete|reindex ..."""
+"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete|reindex|eval ..."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     reindex = commands.add_parser("reindex", help="chunk and embed every document again with "
                                                   "the live settings")
     reindex.set_defaults(run=_reindex)
+
+    evaluate = commands.add_parser("eval", help="index a BEIR-format benchmark into the data "
+                                                "dir and score retrieval with the live settings")
+    evaluate.add_argument("--beir", type=Path, required=True,
+                          help="folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(run=_eval)
     return parser
 
 
@@ -76,6 +84,7 @@ def _ingest(rag, args) -> int:
             failed += 1
             continue
         failed += _report(path, rag.ingest_one(path.name, data))
+    rag.sync_lexical()
     return 1 if failed else 0
 
 
@@ -84,6 +93,42 @@ def _reindex(rag, args) -> int:
         print(f"index differs: {difference}")
     failed = sum(_report(result.source, result) for result in rag.reindex_iter())
     return 1 if failed else 0
+
+
+def _eval(rag, args) -> int:
+    import time
+
+    from rag import evaluation
+
+    try:
+        benchmark = evaluation.load_beir(args.beir, args.split)
+    except (OSError, ValueError) as error:
+        print(f"{args.beir}: cannot read the benchmark: {error}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    results = evaluation.index(rag, benchmark, progress=_progress("indexed"))
+    index_s = time.perf_counter() - started
+    failed = [result for result in results if result.status == "failed"]
+    for result in failed:
+        print(f"{result.source}: failed: {result.error}", file=sys.stderr)
+    scores = evaluation.evaluate(rag, benchmark, progress=_progress("queried"))
+    scores["index_s"] = round(index_s, 2)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(f"{args.beir.name} {args.split}: {len(benchmark.corpus)} documents, "
+              f"{scores['queries']} queries, {scores['refused']} under the threshold")
+        for name in (*evaluation.METRICS, "index_s", "query_s"):
+            print(f"{name:>11}  {scores[name]:.4f}" if "@" in name else f"{name:>11}  {scores[name]}")
+    return 1 if failed else 0
+
+
+def _progress(verb: str):
+    """Progress on stderr every 10%, so --json's stdout stays one object."""
+    def report(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            print(f"{verb} {done}/{total}", file=sys.stderr, flush=True)
+    return report
 
 
 def _ask(rag, args) -> int:

@@ -22,9 +22,10 @@ from rag.index_files import (
     remove_original,
     write_manifest,
 )
+from rag.lexical import LexicalIndex, indexed_text
 from rag.loaders import LoaderError, load
 from rag.rerank import Reranker, create_reranker
-from rag.retrieval import Retrieval, retrieve
+from rag.retrieval import Retrieval, rank, retrieve
 from rag.stores import VectorStore, open_store
 from rag.types import DocumentInfo, Hit
 
@@ -68,6 +69,8 @@ class RAG:
     ) -> None:
         self.settings = settings or Settings()
         self.store: VectorStore = open_store(self.settings)
+        self.lexical = LexicalIndex(self.settings.data_dir / "bm25")
+        self._lexical_stale = True  # checked against the store before the next search
         self.llm = llm
         self._embedder = embedder
         self._reranker: Reranker | None = create_reranker(self.settings)
@@ -112,12 +115,31 @@ class RAG:
 
     def ingest(self, files: Iterable[tuple[str, bytes]]) -> list[IngestResult]:
         """One result per (file name, bytes); the UI calls ingest_one per file for its progress."""
-        return [self.ingest_one(source, data) for source, data in files]
+        results = [self._index_locked(source, data) for source, data in files]
+        self.sync_lexical()
+        return results
 
     def ingest_one(self, source: str, data: bytes) -> IngestResult:
-        """Never raises for a bad file: the error names the file and the cause instead."""
+        """Never raises for a bad file: the error names the file and the cause instead. The BM25
+        side catches up before the next search, or at once with `sync_lexical`."""
+        return self._index_locked(source, data)
+
+    def _index_locked(self, source: str, data: bytes) -> IngestResult:
         with self._ingest_lock:
-            return self._index(source, data)
+            result = self._index(source, data)
+            self._lexical_stale = self._lexical_stale or result.status == "indexed"
+            return result
+
+    def sync_lexical(self) -> None:
+        """Rebuild BM25 from the store's chunks when its documents differ: once per batch of
+        changes, never per question. Also repairs it after a crash between the two writes."""
+        with self._ingest_lock:
+            if not self._lexical_stale:
+                return
+            listed = frozenset(info.doc_id for info in self.store.documents())
+            if listed != self.lexical.doc_ids:
+                self.lexical.rebuild(self.store.chunks())
+            self._lexical_stale = False
 
     def _index(self, source: str, data: bytes, replace: DocumentInfo | None = None) -> IngestResult:
         """Load, chunk and embed before touching the store, so a failure leaves the index as it
@@ -139,7 +161,7 @@ class RAG:
             )
             if not chunks:
                 return IngestResult(source, "failed", error=f"{source}: no text to index")
-            vectors = self.embedder.embed([chunk.text for chunk in chunks])
+            vectors = self.embedder.embed([indexed_text(chunk) for chunk in chunks])
             info = DocumentInfo(
                 doc_id=document.doc_id,
                 source=source,
@@ -171,7 +193,9 @@ class RAG:
                 return False
             self.store.delete(doc_id)
             remove_original(self.settings.data_dir, doc_id)
-            return True
+            self._lexical_stale = True
+        self.sync_lexical()
+        return True
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()
@@ -201,23 +225,34 @@ class RAG:
             else:
                 with self._ingest_lock:
                     result = self._index(info.source, data, replace=info)
+                    self._lexical_stale = True
             complete = complete and result.status == "indexed"
             yield result
+        self.sync_lexical()
         if complete:  # otherwise the index still holds chunks made with the old settings
             write_manifest(self.settings.data_dir, self.index_manifest())
 
     # --- questions ---------------------------------------------------------------------------
 
     def retrieve(self, question: str) -> Retrieval:
-        return retrieve(
-            question,
-            embedder=self.embedder,
-            store=self.store,
-            reranker=self._reranker,
-            top_k=self.settings.top_k,
-            fetch_multiplier=self.settings.fetch_multiplier,
-            threshold=self.settings.similarity_threshold,
-        )
+        return retrieve(question, top_k=self.settings.top_k,
+                        fetch_multiplier=self.settings.fetch_multiplier,
+                        threshold=self.settings.similarity_threshold, **self._search_parts())
+
+    def rank(self, question: str, depth: int) -> list[Hit]:
+        """The full ranking to `depth`, without the threshold's gate: what evaluation scores."""
+        return rank(question, depth=depth, **self._search_parts())
+
+    def _search_parts(self) -> dict:
+        self.sync_lexical()
+        return {
+            "embedder": self.embedder,
+            "store": self.store,
+            "lexical": self.lexical if self.settings.hybrid else None,
+            "reranker": self._reranker,
+            "dense_weight": self.settings.dense_weight,
+            "fusion": self.settings.fusion,
+        }
 
     def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
         """With no hit above the threshold the answer is the refusal, and no LLM is called."""

@@ -1,4 +1,4 @@
-"""Re-rankers reorder the hits that passed the threshold; they never add or drop one."""
+"""Re-rankers reorder the retrieved hits; they never add or drop one."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def query_terms(text: str) -> set[str]:
 
 
 class TermOverlapReranker:
-    """Mixes the dense similarity with the share of question terms the chunk contains: cheap,
-    needs no model, and rescues chunks that name the exact term a question asks about."""
+    """Mixes the retrieval score (dense, or fused when hybrid) with the share of question terms
+    the chunk contains: cheap, needs no model, and rescues chunks that name the exact term a
+    question asks about."""
 
     name = "term-overlap"
 
@@ -44,7 +45,7 @@ class TermOverlapReranker:
         scored = []
         for hit in hits:
             coverage = len(terms & query_terms(hit.chunk.text)) / len(terms) if terms else 0.0
-            score = self.similarity_weight * hit.similarity + (1 - self.similarity_weight) * coverage
+            score = self.similarity_weight * hit.score + (1 - self.similarity_weight) * coverage
             scored.append(replace(hit, rerank_score=score))
         return sorted(scored, key=lambda hit: hit.rerank_score, reverse=True)
 

@@ -1,20 +1,58 @@
-"""Question -> hits: over-fetch by dense similarity, apply the threshold, re-rank, cut to top_k."""
+"""Question -> hits: dense and BM25 candidates, fused, re-ranked; the threshold decides whether
+the question is answered at all."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
 
 from rag.embeddings import Embedder
+from rag.lexical import LexicalIndex
 from rag.rerank import Reranker
 from rag.stores.base import VectorStore
-from rag.types import Hit
+from rag.types import Chunk, Hit
+
+Fusion = Literal["convex", "rrf"]
+RRF_K = 60  # the constant of Cormack et al. (2009)
 
 
 @dataclass(frozen=True)
 class Retrieval:
-    hits: list[Hit]  # passed the threshold, best first, at most top_k
+    hits: list[Hit]  # best first; empty when the best similarity is under the threshold
     best_similarity: float | None  # of all candidates, so a refusal can say how close it came
     threshold: float
+
+
+def rank(
+    question: str,
+    *,
+    embedder: Embedder,
+    store: VectorStore,
+    lexical: LexicalIndex | None,
+    reranker: Reranker | None,
+    depth: int,
+    dense_weight: float = 0.7,
+    fusion: Fusion = "convex",
+) -> list[Hit]:
+    """Up to `depth` candidates from each side, best first. Every hit carries its dense
+    similarity, also the ones only BM25 found, so the threshold can judge any of them."""
+    query = embedder.embed_query(question)
+    dense = {chunk.chunk_id: (chunk, similarity) for chunk, similarity in store.query(query, depth)}
+    if lexical is None:
+        hits = [Hit(chunk, similarity) for chunk, similarity in dense.values()]
+    else:
+        lexical_scores = lexical.scores(question)
+        top_lexical = sorted(lexical_scores, key=lexical_scores.__getitem__, reverse=True)[:depth]
+        missing = [chunk_id for chunk_id in top_lexical if chunk_id not in dense]
+        for chunk, vector in store.get_chunks(missing):
+            dense[chunk.chunk_id] = (chunk, _cosine(query, vector))
+        hits = _fuse(list(dense.values()), lexical_scores, dense_weight, fusion)
+    if reranker is not None:
+        hits = reranker.rerank(question, hits)
+    return sorted(hits, key=lambda hit: hit.score, reverse=True)
 
 
 def retrieve(
@@ -22,16 +60,55 @@ def retrieve(
     *,
     embedder: Embedder,
     store: VectorStore,
+    lexical: LexicalIndex | None,
     reranker: Reranker | None,
     top_k: int,
     fetch_multiplier: int,
     threshold: float,
+    dense_weight: float = 0.7,
+    fusion: Fusion = "convex",
 ) -> Retrieval:
-    """Over-fetching gives the re-ranker candidates to promote; the threshold runs first so a
-    re-ranker can never rescue a chunk that is not about the question at all."""
-    candidates = store.query(embedder.embed_query(question), top_k * fetch_multiplier)
-    best = max((similarity for _, similarity in candidates), default=None)
-    hits = [Hit(chunk, similarity) for chunk, similarity in candidates if similarity >= threshold]
-    if reranker is not None:
-        hits = reranker.rerank(question, hits)
+    """The threshold gates the question on its best dense similarity: BM25 can rank a passage
+    but cannot make an off-topic question look answerable, so the refusal keeps its meaning."""
+    hits = rank(question, embedder=embedder, store=store, lexical=lexical, reranker=reranker,
+                depth=top_k * fetch_multiplier, dense_weight=dense_weight, fusion=fusion)
+    best = max((hit.similarity for hit in hits), default=None)
+    if best is None or best < threshold:
+        return Retrieval(hits=[], best_similarity=best, threshold=threshold)
     return Retrieval(hits=hits[:top_k], best_similarity=best, threshold=threshold)
+
+
+def _cosine(query: np.ndarray, vector: np.ndarray) -> float:
+    norm = float(np.linalg.norm(query) * np.linalg.norm(vector)) or 1.0
+    return float(np.dot(query, vector)) / norm
+
+
+def _fuse(
+    candidates: Sequence[tuple[Chunk, float]],
+    lexical_scores: dict[str, float],
+    dense_weight: float,
+    fusion: Fusion,
+) -> list[Hit]:
+    similarities = np.array([similarity for _, similarity in candidates])
+    lexical = np.array([lexical_scores.get(chunk.chunk_id, 0.0) for chunk, _ in candidates])
+    if fusion == "rrf":
+        fused = (dense_weight / (RRF_K + _ranks(similarities))
+                 + (1 - dense_weight) / (RRF_K + _ranks(lexical)))
+    else:  # convex combination of min-max normalised scores (Bruch et al. 2023)
+        fused = dense_weight * _min_max(similarities) + (1 - dense_weight) * _min_max(lexical)
+    return [
+        Hit(chunk, float(similarity), lexical=float(score), fused=float(combined))
+        for (chunk, similarity), score, combined in zip(candidates, lexical, fused, strict=True)
+    ]
+
+
+def _min_max(scores: np.ndarray) -> np.ndarray:
+    low, high = (scores.min(), scores.max()) if len(scores) else (0.0, 0.0)
+    return (scores - low) / (high - low) if high > low else np.zeros_like(scores)
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """1 for the highest score."""
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(-scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return ranks

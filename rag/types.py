@@ -48,7 +48,16 @@ class Hit:
     chunk: Chunk
     similarity: float  # dense cosine similarity in [-1, 1]; the threshold applies to this
     lexical: float | None = None  # BM25 score when hybrid retrieval ran
+    fused: float | None = None  # dense and lexical combined, when hybrid retrieval ran
     rerank_score: float | None = None  # when a re-ranker ran; hits are ordered by it then
+
+    @property
+    def score(self) -> float:
+        """The score the hits are ordered by: the last stage that ran decides."""
+        for value in (self.rerank_score, self.fused):
+            if value is not None:
+                return value
+        return self.similarity
 
 
 @dataclass(frozen=True)

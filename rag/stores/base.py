@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -16,6 +16,12 @@ class VectorStore(Protocol):
 
     def query(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
         """The k nearest chunks of listed documents, as (chunk, cosine similarity), best first."""
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
+        """Chunks of listed documents by id, with their vectors; unknown ids are left out."""
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every chunk of every listed document, for indexes derived from the store."""
 
     def delete(self, doc_id: str) -> None:
         """Remove a document and every chunk of it; a no-op for an unknown id."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,34 @@ class ChromaStore:
         )
         rows = list(zip(result["ids"][0], result["documents"][0], result["metadatas"][0],
                         result["distances"][0], strict=True))
-        listed = set(self._documents.get(ids=list({meta["doc_id"] for _, _, meta, _ in rows}),
-                                         include=[])["ids"])
+        listed = self._listed({meta["doc_id"] for _, _, meta, _ in rows})
         return [
             (_chunk_from(text, meta), 1.0 - distance)  # cosine distance -> cosine similarity
             for _, text, meta, distance in rows
             if meta["doc_id"] in listed
         ]
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
+        if not chunk_ids:
+            return []
+        found = self._chunks.get(ids=list(chunk_ids),
+                                 include=["documents", "metadatas", "embeddings"])
+        listed = self._listed({meta["doc_id"] for meta in found["metadatas"]})
+        return [
+            (_chunk_from(text, meta), np.asarray(vector, dtype=np.float32))
+            for text, meta, vector in zip(found["documents"], found["metadatas"],
+                                          found["embeddings"], strict=True)
+            if meta["doc_id"] in listed
+        ]
+
+    def chunks(self) -> Iterator[Chunk]:
+        listed = set(self._documents.get(include=[])["ids"])
+        for offset in range(0, self._chunks.count(), self._batch):
+            page = self._chunks.get(include=["documents", "metadatas"], limit=self._batch,
+                                    offset=offset)
+            for text, meta in zip(page["documents"], page["metadatas"], strict=True):
+                if meta["doc_id"] in listed:
+                    yield _chunk_from(text, meta)
 
     def delete(self, doc_id: str) -> None:
         self._documents.delete(ids=[doc_id])  # unlist first: a crash mid-delete hides the rest
@@ -94,6 +115,12 @@ class ChromaStore:
 
     def count(self) -> int:
         return self._chunks.count()
+
+    def _listed(self, doc_ids: set[str]) -> set[str]:
+        """Which of these documents finished their ingest: chunks of others are strays."""
+        if not doc_ids:
+            return set()
+        return set(self._documents.get(ids=list(doc_ids), include=[])["ids"])
 
     def _delete_chunks(self, doc_id: str) -> None:
         self._chunks.delete(where={"doc_id": doc_id})

@@ -1,0 +1,103 @@
+"""BM25 over the indexed chunks: finds the exact words (names, codes, rare terms) that a dense
+embedding blurs. It is derived state: rebuilt from the vector store's chunks after each change
+and persisted beside it, so it can always be recovered and never disagrees with the store for
+long."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import Stemmer
+
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+_STEMMER = Stemmer.Stemmer("english")  # Snowball: "cells"/"cell", "dividing"/"divide" meet
+_CHUNK_IDS = "chunk_ids.json"
+
+
+def indexed_text(chunk: Chunk) -> str:
+    """What is embedded and BM25-indexed: the chunk with its section heading in front, so a
+    chunk deep in a section still carries the topic its heading names."""
+    if not chunk.heading:
+        return chunk.text
+    title = chunk.heading.rsplit(" > ", 1)[-1]
+    if title in chunk.text[: len(title) + 16]:  # the chunk starts with its own heading line
+        return chunk.text
+    return f"{chunk.heading}\n{chunk.text}"
+
+
+def terms(texts: list[str]) -> list[list[str]]:
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_STEMMER, return_ids=False,
+                          show_progress=False)
+
+
+class LexicalIndex:
+    """One BM25 model over every listed chunk, kept in a folder that is replaced whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._model: bm25s.BM25 | None = None
+        self._chunk_ids: list[str] = []
+        self.doc_ids: frozenset[str] = frozenset()
+        self._load()
+
+    def __len__(self) -> int:
+        return len(self._chunk_ids)
+
+    def rebuild(self, chunks: Iterable[Chunk]) -> None:
+        chunks = list(chunks)
+        self._chunk_ids = [chunk.chunk_id for chunk in chunks]
+        self.doc_ids = frozenset(chunk.doc_id for chunk in chunks)
+        self._model = None
+        if chunks:
+            self._model = bm25s.BM25()
+            self._model.index(terms([indexed_text(chunk) for chunk in chunks]),
+                              show_progress=False)
+        self._save()
+
+    def scores(self, question: str) -> dict[str, float]:
+        """BM25 score of every chunk that shares a term with the question."""
+        if self._model is None:
+            return {}
+        known = [t for t in terms([question])[0] if t in self._model.vocab_dict]
+        if not known:
+            return {}
+        scores = self._model.get_scores(known)
+        hits = np.flatnonzero(scores > 0)
+        return {self._chunk_ids[i]: float(scores[i]) for i in hits}
+
+    def _save(self) -> None:
+        """Written beside, then swapped in: a crash leaves the old folder or none (rebuilt on
+        open), never a half-written one."""
+        fresh = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.tmp")
+        fresh.mkdir(parents=True)
+        if self._model is not None:
+            self._model.save(str(fresh), show_progress=False)
+        (fresh / _CHUNK_IDS).write_text(json.dumps(self._chunk_ids), encoding="utf-8")
+        old = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.old")
+        if self.path.exists():
+            self.path.rename(old)
+        fresh.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _load(self) -> None:
+        ids_file = self.path / _CHUNK_IDS
+        if not ids_file.exists():
+            return
+        try:
+            chunk_ids = json.loads(ids_file.read_text(encoding="utf-8"))
+            model = bm25s.BM25.load(str(self.path), show_progress=False) if chunk_ids else None
+        except (OSError, ValueError) as error:  # unreadable: the caller rebuilds it
+            log.warning("BM25 index at %s unreadable (%s); it will be rebuilt", self.path, error)
+            return
+        self._model, self._chunk_ids = model, chunk_ids
+        self.doc_ids = frozenset(chunk_id.rsplit(":", 1)[0] for chunk_id in chunk_ids)
