@@ -45,8 +45,8 @@ def test_answer_cites_the_page_that_holds_it_and_streams(engine, llm):
     assert answer.hits, "sources are known before the first token"
     assert answer.hits[0].chunk.source == "tracemonkey.pdf"
     assert answer.hits[0].chunk.page == ANSWER_PAGE
-    assert all(hit.similarity >= engine.settings.similarity_threshold for hit in answer.hits)
-    assert all(hit.rerank_score is not None for hit in answer.hits)
+    assert answer.best_similarity >= engine.settings.similarity_threshold
+    assert all(hit.rerank_score is not None and hit.fused is not None for hit in answer.hits)
     deltas = list(answer.deltas)
     assert len(deltas) > 1 and "".join(deltas).strip()
     assert llm.calls == calls + 1
