@@ -19,6 +19,8 @@ def scores(hit: Hit) -> str:
     parts = [f"similarity {hit.similarity:.3f}"]
     if hit.lexical is not None:
         parts.append(f"lexical {hit.lexical:.3f}")
+    if hit.fused is not None:
+        parts.append(f"fused {hit.fused:.3f}")
     if hit.rerank_score is not None:
         parts.append(f"re-rank {hit.rerank_score:.3f}")
     return " · ".join(parts)
