@@ -115,6 +115,10 @@ with st.form("settings"):
         values["fetch_multiplier"] = slider("fetch_multiplier", "Fetch multiplier", 1, 10)
         values["context_tokens"] = slider("context_tokens", "Context tokens", 128, 4096, 64)
     with right:
+        values["hybrid"] = toggle("hybrid", "Hybrid search (keywords + meaning)")
+        values["dense_weight"] = slider("dense_weight", "Dense weight in the fused score",
+                                        0.0, 1.0, 0.05)
+        values["fusion"] = selectbox("fusion", "Fusion")
         values["rerank"] = toggle("rerank", "Re-rank passages")
         values["reranker"] = selectbox("reranker", "Re-ranker")
         values["reranker_model"] = text("reranker_model", "Cross-encoder model path",
