@@ -15,6 +15,7 @@ page = st.navigation(
         st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", default=True),
         st.Page("app_pages/documents.py", title="Documents", icon=":material/description:"),
         st.Page("app_pages/settings.py", title="Settings", icon=":material/tune:"),
+        st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/query_stats:"),
         st.Page("app_pages/about.py", title="About", icon=":material/info:"),
     ]
 )

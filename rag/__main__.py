@@ -145,9 +145,14 @@ def _ask(rag, args) -> int:
         print(f"(best similarity {answer.best_similarity:.2f} < threshold {answer.threshold:.2f})")
     for number, hit in enumerate(answer.hits, start=1):
         where = f"p. {hit.chunk.page}" if hit.chunk.page else (hit.chunk.heading or "")
-        rerank = f", rerank {hit.rerank_score:.3f}" if hit.rerank_score is not None else ""
-        print(f"[{number}] {hit.chunk.source} {where} (similarity {hit.similarity:.3f}{rerank})")
+        print(f"[{number}] {hit.chunk.source} {where} ({_scores(hit)})")
     return 0
+
+
+def _scores(hit) -> str:
+    named = (("similarity", hit.similarity), ("lexical", hit.lexical), ("fused", hit.fused),
+             ("rerank", hit.rerank_score))
+    return ", ".join(f"{name} {value:.3f}" for name, value in named if value is not None)
 
 
 def _source(hit) -> dict:
@@ -157,7 +162,8 @@ def _source(hit) -> dict:
         "heading": hit.chunk.heading,
         "chunk": hit.chunk.ordinal,
         "similarity": round(hit.similarity, 4),
-        "lexical": hit.lexical,
+        "lexical": None if hit.lexical is None else round(hit.lexical, 4),
+        "fused": None if hit.fused is None else round(hit.fused, 4),
         "rerank_score": None if hit.rerank_score is None else round(hit.rerank_score, 4),
         "text": hit.chunk.text,
     }

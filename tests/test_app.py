@@ -330,3 +330,53 @@ def test_an_api_key_typed_here_is_used_but_never_saved_or_shown(
     assert get_rag().settings.llm_api_key.get_secret_value() == secret
     assert secret not in (default_settings / "settings.json").read_text(encoding="utf-8")
     assert secret not in str(at._tree)
+
+
+# --- Evaluation page -----------------------------------------------------------------------------
+
+SAMPLE_CHOICE = "The sample (questions about this app's README)"
+
+
+@pytest.fixture
+def readme_removed_after(default_settings: Path) -> Iterator[None]:
+    """The sample indexes README.md into this module's index; later tests count documents."""
+    yield
+    from ui.state import get_rag
+
+    engine = get_rag()
+    for info in engine.documents():
+        if info.source == "README.md":
+            engine.delete(info.doc_id)
+
+
+def test_evaluation_page_runs_the_sample_after_indexing_the_readme(
+    uploaded: AppTest, readme_removed_after: None
+) -> None:
+    at = new_app().run()
+    at.switch_page("app_pages/evaluation.py").run()
+    _no_exceptions(at)
+    assert not at.main.metric
+    at.radio(key="question-set").set_value(SAMPLE_CHOICE).run()
+    assert any("README.md, which is not indexed" in i.value for i in at.info)
+    at.button(key="index-readme").click().run()
+    _no_exceptions(at)
+    assert any("README.md: indexed" in s.value for s in at.success)
+
+    at.button(key="run-evaluation").click().run()
+    _no_exceptions(at)
+    metrics = {m.label: m.value for m in at.main.metric}
+    assert list(metrics) == ["Recall@5", "nDCG@10", "MRR@10", "Refusal accuracy"], metrics
+    assert float(metrics["Recall@5"]) >= 0.75, metrics  # the README answers every sample question
+    assert 0 < float(metrics["nDCG@10"]) <= 1 and 0 < float(metrics["MRR@10"]) <= 1
+    assert metrics["Refusal accuracy"].endswith("%")
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["question", "expected", "found at rank", "best similarity",
+                                   "refused"]
+    assert len(table) == 18
+    off_topic = table[table["expected"] == "nothing: should be refused"]
+    assert len(off_topic) == 6 and off_topic["refused"].all()  # far below the 0.40 threshold
+    assert len(at.expander) == 18
+
+    at.run()  # the results survive a rerun
+    assert [m.label for m in at.main.metric] == list(metrics)
+    assert len(at.dataframe[0].value) == 18
