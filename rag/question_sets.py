@@ -186,18 +186,17 @@ def _qrels_and_run(results: Sequence[QuestionResult]) -> tuple[Qrels, Run]:
             continue
         query_id = f"q{number}"
         qrels[query_id] = {TARGET: 1}
-        run[query_id] = {
-            TARGET if rank == result.found_at else hit.chunk.chunk_id: float(len(result.hits) - rank)
-            for rank, hit in enumerate(result.hits, start=1)
-        }
+        last = float(len(result.hits) + 1)
+        run[query_id] = {TARGET if rank == result.found_at else hit.chunk.chunk_id: last - rank
+                         for rank, hit in enumerate(result.hits, start=1)}
     return qrels, run
 
 
 def _recall_at(qrels: Qrels, run: Run) -> dict[int, float]:
     """trec_eval's success@k: 1 when a relevant item is in the top k (with one item, recall@k)."""
-    ks = range(1, DEPTH + 1)
     if not qrels:
         return {}
+    ks = range(1, DEPTH + 1)
     measure = "success." + ",".join(str(k) for k in ks)
     per_query = pytrec_eval.RelevanceEvaluator(qrels, {measure}).evaluate(
         {q: docs for q, docs in run.items() if docs})  # it skips empty rankings: they score 0

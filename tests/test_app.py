@@ -370,8 +370,8 @@ def test_evaluation_page_runs_the_sample_after_indexing_the_readme(
     assert 0 < float(metrics["nDCG@10"]) <= 1 and 0 < float(metrics["MRR@10"]) <= 1
     assert metrics["Refusal accuracy"].endswith("%")
     table = at.dataframe[0].value
-    assert list(table.columns) == ["question", "expected", "found at rank", "best similarity",
-                                   "refused"]
+    assert list(table.columns) == ["question", "found at rank", "best similarity", "refused",
+                                   "expected"]
     assert len(table) == 18
     off_topic = table[table["expected"] == "nothing: should be refused"]
     assert len(off_topic) == 6 and off_topic["refused"].all()  # far below the 0.40 threshold

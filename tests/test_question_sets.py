@@ -88,7 +88,8 @@ def test_jsonl() -> None:
         ("set.jsonl", b'{"question": "Why?", "expected_answer": 42}\n',
          "set.jsonl, line 1: 'expected_answer' must be text, not 42"),
         ("set.csv", b"question\n\xff\xfe\n", "set.csv: not UTF-8 text (byte 9)"),
-        ("set.txt", b"question\nWhy?\n", "set.txt: unsupported file type '.txt' (use .csv or .jsonl)"),
+        ("set.txt", b"question\nWhy?\n",
+         "set.txt: unsupported file type '.txt' (use .csv or .jsonl)"),
     ],
 )
 def test_bad_input_names_the_file_line_and_cause(name: str, data: bytes, message: str) -> None:
