@@ -123,10 +123,13 @@ st.caption(
     f"documents cannot answer: the app should refuse it. Up to {MAX_QUESTIONS} questions."
 )
 documents = engine.documents()
+empty_index = st.empty()
 if not documents:
-    st.info("Nothing is indexed yet: add files on the Documents page (or index this app's "
-            "README below to try the sample).")
-    st.page_link("app_pages/documents.py", label="Go to Documents", icon=":material/description:")
+    with empty_index.container():
+        st.info("Nothing is indexed yet: add files on the Documents page (or index this app's "
+                "README below to try the sample).")
+        st.page_link("app_pages/documents.py", label="Go to Documents",
+                     icon=":material/description:")
 
 choice = st.radio("Question set", [UPLOAD, BUNDLED], horizontal=True, key="question-set")
 questions: list[Question] = []
@@ -149,6 +152,7 @@ else:
                                      key="index-readme")
         if index_readme:
             readme_area.empty()
+            empty_index.empty()
             show_result(engine.ingest_one(README.name, README.read_bytes()))
             documents = engine.documents()
 
