@@ -63,7 +63,7 @@ class Replay:
 
     def rankings(self, *, depth: int = 100, dense_weight: float | None = 0.7,
                  fusion: str = "convex", rerank: float | None = None,
-                 lexical: list[np.ndarray] | None = None) -> dict[str, list[Hit]]:
+                 lexical: list[np.ndarray] | None = None, fuse=_fuse) -> dict[str, list[Hit]]:
         """What `rag.retrieval.rank` returns; dense_weight None means dense alone."""
         lexical = lexical or self.lexical
         reranker = TermOverlapReranker(rerank) if rerank is not None else None
@@ -79,8 +79,8 @@ class Replay:
                 union = list(dict.fromkeys([*dense, *top_lexical]))
                 scores = {self.chunks[j].chunk_id: float(lexical[i][j]) for j in union
                           if lexical[i][j] > 0}
-                hits = _fuse([(self.chunks[j], float(similarities[j])) for j in union], scores,
-                             dense_weight, fusion)
+                hits = fuse([(self.chunks[j], float(similarities[j])) for j in union], scores,
+                            dense_weight, fusion)
             if reranker is not None:
                 hits = reranker.rerank(self.benchmark.queries[q], hits)
             out[q] = sorted(hits, key=lambda hit: hit.score, reverse=True)
@@ -91,12 +91,35 @@ class Replay:
         return evaluation.score_run(self.benchmark.qrels, run)
 
 
+def z_score_fuse(candidates, lexical_scores, dense_weight, fusion) -> list[Hit]:
+    """Normalisation variant: each side's scores as z-scores over the candidates."""
+    return _fuse_normalised(candidates, lexical_scores, dense_weight,
+                            lambda a: (a - a.mean()) / (a.std() or 1.0),
+                            lambda a: (a - a.mean()) / (a.std() or 1.0))
+
+
+def fixed_bounds_fuse(candidates, lexical_scores, dense_weight, fusion) -> list[Hit]:
+    """Normalisation variant: the cosine as it is (fixed bounds), BM25 over its best score."""
+    return _fuse_normalised(candidates, lexical_scores, dense_weight,
+                            lambda a: a, lambda a: a / (a.max() or 1.0))
+
+
+def _fuse_normalised(candidates, lexical_scores, dense_weight, dense_norm, lexical_norm):
+    similarities = np.array([similarity for _, similarity in candidates])
+    lexical = np.array([lexical_scores.get(chunk.chunk_id, 0.0) for chunk, _ in candidates])
+    fused = dense_weight * dense_norm(similarities) + (1 - dense_weight) * lexical_norm(lexical)
+    return [Hit(chunk, float(similarity), lexical=float(score), fused=float(combined))
+            for (chunk, similarity), score, combined in zip(candidates, lexical, fused, strict=True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--beir", type=Path, default=BENCH_DATA / "scifact")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/bench/scifact-full"))
     parser.add_argument("--split", default="train")
+    parser.add_argument("--dense-weight", type=float, default=0.7,
+                        help="convex weight the depth, re-rank and BM25 grids are run at")
     args = parser.parse_args()
     rag = RAG(Settings(_env_file=None, data_dir=args.data_dir))
     benchmark = evaluation.load_beir(args.beir, args.split)
@@ -113,19 +136,25 @@ def main() -> None:
     print(f"{args.split}: {len(replay.query_ids)} queries, {len(replay.chunks)} chunks")
     show("dense alone", dense_weight=None)
     show("BM25 alone", dense_weight=0.0)
-    for weight in np.arange(0.3, 0.95, 0.1):
-        show(f"convex dense_weight={weight:.1f}", dense_weight=float(weight))
-    show("rrf 0.5", fusion="rrf", dense_weight=0.5)
-    for weight in (0.6, 0.7):
+    weights = [0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9]
+    for weight in weights:
+        show(f"convex min-max dense_weight={weight}", dense_weight=weight)
+    for weight in (0.5, 0.6, 0.7):
         show(f"rrf dense_weight={weight}", fusion="rrf", dense_weight=weight)
-    for depth in (15, 30, 50, 100):
-        show(f"convex 0.7 depth={depth}", depth=depth)
+    for name, fuse in (("z-score", z_score_fuse), ("fixed bounds", fixed_bounds_fuse)):
+        for weight in (0.5, 0.6, 0.7, 0.75, 0.8, 0.9):
+            show(f"convex {name} dense_weight={weight}", dense_weight=weight, fuse=fuse)
+    best = args.dense_weight
+    for depth in (15, 20, 30, 50, 100):
+        show(f"convex {best} depth={depth}", dense_weight=best, depth=depth)
     for similarity_weight in (0.5, 0.7, 0.85):
-        show(f"convex 0.7 + term-overlap {similarity_weight}", rerank=similarity_weight)
-    for k1, b in itertools.product((0.9, 1.2, 1.5), (0.4, 0.75, 0.9)):
+        show(f"convex {best} + term-overlap {similarity_weight}", dense_weight=best,
+             rerank=similarity_weight)
+    show("dense + term-overlap 0.7 (seed)", dense_weight=None, rerank=0.7)
+    for k1, b in itertools.product((0.9, 1.2, 1.5, 2.0), (0.5, 0.75, 0.9)):
         lexical = replay.bm25(k1=k1, b=b)
         show(f"BM25 alone k1={k1} b={b}", dense_weight=0.0, lexical=lexical)
-        show(f"convex 0.7 k1={k1} b={b}", lexical=lexical)
+        show(f"convex {best} k1={k1} b={b}", dense_weight=best, lexical=lexical)
 
 
 if __name__ == "__main__":
