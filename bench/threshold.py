@@ -225,7 +225,7 @@ def plot(scores: dict, chosen: float | None, out: Path) -> None:
     ax.set_xlim(0, 0.9)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Refusals vs threshold, all-MiniLM-L6-v2", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
