@@ -43,6 +43,19 @@ def best(points: Sequence[Point]) -> Point:
     return max(points, key=lambda p: (round(p.balanced_accuracy, 12), -p.threshold))
 
 
+def widest_margin(points: Sequence[Point], min_refused: float = 0.90,
+                  max_false_refusal: float = 0.05) -> Point | None:
+    """Among thresholds meeting both targets, the one farthest from the nearer of them: the
+    choice least likely to miss a target on other questions. None when no threshold meets both."""
+    meeting = [p for p in points
+               if p.refused_unanswerable >= min_refused and p.false_refusal <= max_false_refusal]
+    if not meeting:
+        return None
+    return max(meeting, key=lambda p: (round(min(p.refused_unanswerable - min_refused,
+                                                 max_false_refusal - p.false_refusal), 12),
+                                       -p.threshold))
+
+
 def auc(answerable: Sequence[float | None], unanswerable: Sequence[float | None]) -> float:
     """ROC AUC of the score for 'answerable': the chance that a random answerable question
     scores above a random unanswerable one, ties counting half (Mann-Whitney U / n1 n2)."""

@@ -12,8 +12,11 @@
     ("other articles", not indexed; answerable or not there, nothing here answers them).
 
 Per threshold 0.00..0.90: share of unanswerable refused and share of answerable refused (false
-refusals). Balanced accuracy = (unanswerable refused + answerable answered) / 2; the default is
-the threshold that maximises it on (a), rounded to 0.05 (ties: the lower threshold).
+refusals). Balanced accuracy = (unanswerable refused + answerable answered) / 2. The default is
+chosen on (a): among the thresholds of the 0.05 grid that meet both targets (>= 90% off-topic
+refused, <= 5% SciFact questions refused), the one with the widest margin to the nearer target;
+the maximum of balanced accuracy is printed beside it (when no threshold meets both, it is the
+choice).
 Scores are cached in --scores, so the table and the plot can be redrawn without the index.
 
     nice -n 5 .venv/bin/python bench/threshold.py --sets a b
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from calibration import GRID, auc, best, curve
+from calibration import GRID, auc, best, curve, widest_margin
 from common import BENCH_DATA, REPO
 
 from rag.config import Settings
@@ -140,7 +143,8 @@ def report(scores: dict) -> tuple[str, float | None]:
     if "a" in scores:
         a = scores["a"]
         pa = curve(values(a["answerable"]), values(a["offtopic"]))
-        chosen_point = best(pa)
+        top = best(pa)
+        chosen_point = widest_margin(pa) or top
         chosen = chosen_point.threshold
         lines += [
             f"## (a) off-topic: {len(a['answerable'])} SciFact test queries (answerable) vs "
@@ -148,9 +152,13 @@ def report(scores: dict) -> tuple[str, float | None]:
             "",
             f"Index: {a['index']}; chunking {a['chunk_settings']}.",
             f"ROC AUC of best similarity: {auc(values(a['answerable']), values(a['offtopic'])):.3f}. "
-            f"Best balanced accuracy: {chosen_point.balanced_accuracy:.3f} at {chosen:.2f} "
-            f"(off-topic refused {chosen_point.refused_unanswerable:.1%}, false refusals "
-            f"{chosen_point.false_refusal:.1%}).",
+            f"Best balanced accuracy: {top.balanced_accuracy:.3f} at {top.threshold:.2f} "
+            f"(off-topic refused {top.refused_unanswerable:.1%}, false refusals "
+            f"{top.false_refusal:.1%}).",
+            f"Chosen default (widest margin to the targets >= 90% refused, <= 5% false refusals): "
+            f"{chosen:.2f}: off-topic refused {chosen_point.refused_unanswerable:.1%}, false "
+            f"refusals {chosen_point.false_refusal:.1%}, balanced accuracy "
+            f"{chosen_point.balanced_accuracy:.3f}.",
             "",
             "| threshold | off-topic refused | false refusals (SciFact) | balanced accuracy |",
             "|---:|---:|---:|---:|",
@@ -198,7 +206,7 @@ def plot(scores: dict, chosen: float | None, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fine = [round(0.01 * i, 2) for i in range(91)]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
     if "a" in scores:
         pa = curve(values(scores["a"]["answerable"]), values(scores["a"]["offtopic"]), fine)
         ax.plot(fine, [p.refused_unanswerable for p in pa], color="tab:green",
@@ -225,11 +233,11 @@ def plot(scores: dict, chosen: float | None, out: Path) -> None:
     ax.set_xlim(0, 0.9)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     ax.set_title("Refusals vs threshold, all-MiniLM-L6-v2", fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.calibration import GRID, auc, best, curve
+from bench.calibration import GRID, auc, best, curve, widest_margin
 
 
 def test_grid_runs_from_0_to_0_9_in_steps_of_0_05():
@@ -54,3 +54,15 @@ def test_auc_matches_sklearn_when_installed():
 def test_curve_needs_both_kinds():
     with pytest.raises(ValueError):
         curve([], [0.1])
+
+
+def test_widest_margin_prefers_the_threshold_farthest_from_both_targets():
+    # 0.40: 92.4% refused, 1.7% false (margins 2.4 and 3.3 points); 0.45: 95.7%, 4.7% (5.7, 0.3)
+    answerable = [0.3] * 17 + [0.42] * 30 + [0.9] * 953
+    unanswerable = [0.1] * 900 + [0.37] * 24 + [0.42] * 33 + [0.9] * 43
+    points = curve(answerable, unanswerable, thresholds=[0.35, 0.40, 0.45, 0.50])
+    by_threshold = {p.threshold: p for p in points}
+    assert by_threshold[0.40].refused_unanswerable == pytest.approx(0.924)
+    assert by_threshold[0.45].false_refusal == pytest.approx(0.047)
+    assert widest_margin(points).threshold == 0.40
+    assert widest_margin(points, min_refused=0.99) is None
