@@ -222,6 +222,9 @@ def main() -> None:
     print(text)
     print(f"wall time {wall:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    marker = "\n## Decision"  # a hand-written section at the end survives a rerun
+    kept = marker + previous.split(marker, 1)[1] if marker in previous else ""
     args.out.write_text(
         "# Chunking sweep\n\n"
         f"`nice -n 5 .venv/bin/python bench/chunking.py` ({wall:.0f} s wall on 2 shared cores).\n"
@@ -231,7 +234,7 @@ def main() -> None:
         "Default retrieval settings otherwise (hybrid, dense_weight 0.7, term-overlap re-ranker, "
         "top_k 5, depth 15).\n"
         "`+-` is the standard error of the paired per-query difference to 160/24 recursive.\n\n"
-        + text + "\n", encoding="utf-8")
+        + text + "\n" + kept, encoding="utf-8")
 
 
 if __name__ == "__main__":
