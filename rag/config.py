@@ -48,19 +48,24 @@ class Settings(BaseSettings):
         "Where vectors live: chroma (a folder under data_dir)."))
 
     top_k: int = Field(5, ge=1, le=100, description="Passages given to the model per answer.")
-    fetch_multiplier: int = Field(3, ge=1, le=50, description=(
-        "Candidates fetched per passage kept, so the re-ranker has something to choose from."))
+    fetch_multiplier: int = Field(10, ge=1, le=50, description=(
+        "Candidates fetched from each search per passage kept: fusion picks from a deeper pool "
+        "(SciFact train nDCG@10 +0.008 at 10 over 3)."))
     similarity_threshold: float = Field(0.40, ge=-1.0, le=1.0, description=(
         "Cosine similarity the best passage must reach; when none does, the app declines to "
         "answer instead of guessing."))
     hybrid: bool = Field(True, description=(
         "Also search by keywords (BM25) and fuse both rankings: finds exact names and rare "
-        "terms that meaning-based search blurs."))
-    dense_weight: float = Field(0.7, ge=0.0, le=1.0, description=(
-        "Share of meaning-based (dense) search in the fused score; the rest is keyword search."))
+        "terms that meaning-based search blurs (SciFact train nDCG@10 0.742 vs 0.690 dense)."))
+    dense_weight: float = Field(0.65, ge=0.0, le=1.0, description=(
+        "Share of meaning-based (dense) search in the fused score; the rest is keyword search. "
+        "0.65 is the middle of the best range on SciFact train (0.6-0.7)."))
     fusion: Literal["convex", "rrf"] = Field("convex", description=(
-        "convex: weighted sum of normalised scores; rrf: reciprocal rank fusion."))
-    rerank: bool = Field(True, description="Re-order the retrieved passages before the cut to top_k.")
+        "convex: weighted sum of normalised scores; rrf: reciprocal rank fusion (0.014 lower "
+        "on SciFact train)."))
+    rerank: bool = Field(False, description=(
+        "Re-order the retrieved passages before the cut to top_k. Off by default: on top of "
+        "hybrid search the term-overlap re-ranker lost 0.010 nDCG@10 on SciFact train."))
     reranker: Literal["term-overlap", "cross-encoder"] = Field("term-overlap", description=(
         "term-overlap needs no model; cross-encoder reads question and passage together "
         "(needs a local model)."))
