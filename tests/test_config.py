@@ -51,7 +51,7 @@ def test_base_url_alone_switches_to_the_remote_llm():
         ({"similarity_threshold": -2}, "similarity_threshold: Input should be greater than or equal to -1"),
         ({"top_k": 0}, "top_k"),
         ({"chunk_strategy": "words"}, "chunk_strategy"),
-        ({"reranker": "cross-encoder"}, "needs reranker_model"),
+        ({"rerank": True, "reranker": "cross-encoder"}, "needs reranker_model"),
     ],
 )
 def test_bad_values_are_named(values, expected):
