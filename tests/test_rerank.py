@@ -34,7 +34,7 @@ def test_term_overlap_keeps_every_hit():
 
 def test_factory_follows_settings():
     assert create_reranker(Settings(rerank=False)) is None
-    assert isinstance(create_reranker(Settings()), TermOverlapReranker)
+    assert isinstance(create_reranker(Settings(rerank=True)), TermOverlapReranker)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def tiny_cross_encoder(tmp_path_factory, embedder):
 
 
 def test_cross_encoder_scores_and_orders_every_hit(tiny_cross_encoder):
-    reranker = create_reranker(Settings(reranker="cross-encoder", reranker_model=tiny_cross_encoder))
+    reranker = create_reranker(Settings(rerank=True, reranker="cross-encoder",
+                                        reranker_model=tiny_cross_encoder))
     assert isinstance(reranker, CrossEncoderReranker)
     hits = [hit("alpha beta", 0.5, 0), hit("gamma delta", 0.6, 1), hit("epsilon", 0.7, 2)]
     ranked = reranker.rerank("alpha?", hits)
