@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: setup run test bench
+.PHONY: setup run test bench bench-retrieval
 
 setup: $(STAMP)
 
@@ -27,3 +27,11 @@ test: setup
 bench: setup
 	$(PYTHON) bench/ingest.py
 	$(PYTHON) bench/ask.py
+
+# Retrieval quality (issue 5): about 15 min for SciFact once indexed, plus the index build the
+# first time; then the chunking sweep, the threshold calibration and the end-to-end abstention.
+bench-retrieval: setup
+	$(PYTHON) bench/retrieval.py
+	$(PYTHON) bench/chunking.py
+	$(PYTHON) bench/threshold.py
+	$(PYTHON) bench/abstain.py
