@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytrec_eval
 import torch
-from common import BENCH_DATA, REPO
+from common import BENCH_DATA, REPO, write_results
 
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -221,20 +221,18 @@ def main() -> None:
     wall = time.perf_counter() - started
     print(text)
     print(f"wall time {wall:.0f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    previous = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-    marker = "\n## Decision"  # a hand-written section at the end survives a rerun
-    kept = marker + previous.split(marker, 1)[1] if marker in previous else ""
-    args.out.write_text(
+    write_results(
+        args.out,
         "# Chunking sweep\n\n"
         f"`nice -n 5 .venv/bin/python bench/chunking.py` ({wall:.0f} s wall on 2 shared cores).\n"
         f"SciFact train subset: {len(scifact.queries)} queries, {len(scifact.corpus)} abstracts. "
         f"SQuAD 2.0 dev Normans + Rhine as {len(articles)} long documents, "
         f"{len(questions)} answerable questions.\n"
-        "Default retrieval settings otherwise (hybrid, dense_weight 0.7, term-overlap re-ranker, "
-        "top_k 5, depth 15).\n"
+        f"Default retrieval settings otherwise (hybrid {settings.hybrid}, dense_weight "
+        f"{settings.dense_weight}, re-rank {settings.rerank}, top_k {settings.top_k}, depth "
+        f"{settings.top_k * settings.fetch_multiplier}).\n"
         "`+-` is the standard error of the paired per-query difference to 160/24 recursive.\n\n"
-        + text + "\n" + kept, encoding="utf-8")
+        + text + "\n", "## Decision")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from calibration import auc, best, curve, widest_margin
-from common import BENCH_DATA, REPO
+from common import BENCH_DATA, REPO, write_results
 
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -279,16 +279,13 @@ def main() -> None:
     wall = time.perf_counter() - started
     print(text)
     print(f"wall time {wall:.0f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    previous = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-    marker = "\n## Runs and decision"  # a hand-written section at the end survives a rerun
-    kept = marker + previous.split(marker, 1)[1] if marker in previous else ""
-    args.out.write_text(
+    write_results(
+        args.out,
         "# Similarity threshold calibration (all-MiniLM-L6-v2)\n\n"
         "`nice -n 5 .venv/bin/python bench/threshold.py`. Score: `RAG.retrieve(q).best_similarity`, "
         "the best dense cosine among the candidates; a question is refused when it is below the "
         "threshold. Balanced accuracy = (share of unanswerable refused + share of answerable "
-        "answered) / 2.\n\n" + text + kept, encoding="utf-8")
+        "answered) / 2.\n\n" + text, "## Runs and decision")
     if scores:
         plot(scores, chosen, args.png)
         print(f"{args.png}: {args.png.stat().st_size / 1024:.0f} KB")
