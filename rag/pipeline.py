@@ -133,6 +133,8 @@ class RAG:
     def sync_lexical(self) -> None:
         """Rebuild BM25 from the store's chunks when its documents differ: once per batch of
         changes, never per question. Also repairs it after a crash between the two writes."""
+        if not self._lexical_stale:  # the common case: a question never waits for an ingest
+            return
         with self._ingest_lock:
             if not self._lexical_stale:
                 return

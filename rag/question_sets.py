@@ -14,6 +14,7 @@ import pytrec_eval
 
 from rag.evaluation import Qrels, Run, score_run
 from rag.pipeline import RAG
+from rag.retrieval import threshold_gate
 from rag.types import Hit
 
 MAX_QUESTIONS = 500  # one query embedding each: minutes at most, even on a busy 2-core CPU
@@ -158,11 +159,10 @@ def run_question_set(rag: RAG, questions: Sequence[Question],
     results = []
     for done, question in enumerate(questions, start=1):
         ranked = rag.rank(question.question, depth=DEPTH)
-        best = max((hit.similarity for hit in ranked), default=None)  # before the cut, as chat
+        best, refused = threshold_gate(ranked, threshold)  # before the cut, as the chat
         hits = tuple(ranked[:DEPTH])
         found = next((rank for rank, hit in enumerate(hits, start=1)
                       if is_relevant(hit, question)), None)
-        refused = best is None or best < threshold
         results.append(QuestionResult(question, hits, found, best, refused))
         if progress is not None:
             progress(done, len(questions))

@@ -3,6 +3,7 @@ the question is answered at all."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -45,7 +46,7 @@ def rank(
         hits = [Hit(chunk, similarity) for chunk, similarity in dense.values()]
     else:
         lexical_scores = lexical.scores(question)
-        top_lexical = sorted(lexical_scores, key=lexical_scores.__getitem__, reverse=True)[:depth]
+        top_lexical = heapq.nlargest(depth, lexical_scores, key=lexical_scores.__getitem__)
         missing = [chunk_id for chunk_id in top_lexical if chunk_id not in dense]
         for chunk, vector in store.get_chunks(missing):
             dense[chunk.chunk_id] = (chunk, _cosine(query, vector))
@@ -72,10 +73,17 @@ def retrieve(
     but cannot make an off-topic question look answerable, so the refusal keeps its meaning."""
     hits = rank(question, embedder=embedder, store=store, lexical=lexical, reranker=reranker,
                 depth=top_k * fetch_multiplier, dense_weight=dense_weight, fusion=fusion)
-    best = max((hit.similarity for hit in hits), default=None)
-    if best is None or best < threshold:
+    best, refused = threshold_gate(hits, threshold)
+    if refused:
         return Retrieval(hits=[], best_similarity=best, threshold=threshold)
     return Retrieval(hits=hits[:top_k], best_similarity=best, threshold=threshold)
+
+
+def threshold_gate(hits: Sequence[Hit], threshold: float) -> tuple[float | None, bool]:
+    """The best dense similarity of a ranking, and whether the question is refused for it: the
+    one rule the chat, the evaluation and the Evaluation page all judge by."""
+    best = max((hit.similarity for hit in hits), default=None)
+    return best, best is None or best < threshold
 
 
 def _cosine(query: np.ndarray, vector: np.ndarray) -> float:
