@@ -45,7 +45,19 @@ class Settings(BaseSettings):
         "short chunks to the longest."))
 
     vector_store_type: Literal["chroma", "faiss"] = Field("chroma", description=(
-        "Where vectors live: chroma (a folder under data_dir)."))
+        "Where vectors live: chroma (a folder under data_dir, or a server with chroma_host); "
+        "faiss (in-process, files under data_dir)."))
+    chroma_host: str | None = Field(None, description=(
+        "A Chroma server (`chroma run`) to keep the vectors in, shared by every app process; "
+        "empty: the embedded folder under data_dir."))
+    chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server.")
+    chroma_ssl: bool = Field(False, description="Reach the Chroma server over HTTPS.")
+    chroma_token: SecretStr | None = Field(None, description=(
+        "Bearer token for a Chroma server behind authentication; never saved or shown."))
+
+    load_timeout_s: float = Field(60.0, gt=0, description=(
+        "Seconds one file may take to parse before it is refused, so a pathological PDF cannot "
+        "hang an upload."))
 
     top_k: int = Field(5, ge=1, le=100, description="Passages given to the model per answer.")
     fetch_multiplier: int = Field(10, ge=1, le=50, description=(

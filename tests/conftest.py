@@ -12,7 +12,7 @@ import rag  # noqa: F401  (sets the offline and thread environment before any mo
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DATA = Path(os.environ.get("RAG_BENCH_DATA", REPO.parent / "shared" / "bench" / "data"))
 
-pytest_plugins = ["tests.llm_fixtures"]
+pytest_plugins = ["tests.llm_fixtures", "tests.chroma_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -32,3 +32,13 @@ class VectorStore(Protocol):
 
     def count(self) -> int:
         """Chunks stored."""
+
+    def document_count(self) -> int:
+        """Documents listed: cheap, so a process can tell per question whether another one
+        changed the index."""
+
+    def flush(self) -> None:
+        """Make every change so far survive a restart cheaply (stores whose files lag write them)."""
+
+    def drop(self) -> None:
+        """Delete this index entirely: the old generation after a re-index swapped in the new."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import chromadb
 import numpy as np
+from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
 
+from rag.config import Settings
 from rag.types import Chunk, DocumentInfo
 
 CHUNKS = "chunks"
@@ -18,23 +19,37 @@ DOCUMENTS = "documents"
 COSINE = {"hnsw": {"space": "cosine"}}
 
 
+def chroma_client(settings: Settings) -> ClientAPI:
+    """A Chroma server when `chroma_host` is set (every app process shares its index), else the
+    embedded folder under data_dir. The rest of the code is the same either way."""
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_host:
+        token = settings.chroma_token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else None
+        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                   ssl=settings.chroma_ssl, headers=headers,
+                                   settings=chroma_settings)
+    path = settings.data_dir / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
 class ChromaStore:
     """A document's chunks go in first and its record last, so a crash in between leaves no
-    listed half-document; the stray chunks are hidden from queries and replaced on re-ingest."""
+    listed half-document; the stray chunks are hidden from queries and replaced on re-ingest.
+    `suffix` names one generation of the index: its two collections are chunks<suffix> and
+    documents<suffix>."""
 
-    def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self._client = chromadb.PersistentClient(
-            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-        )
+    def __init__(self, client: ClientAPI, suffix: str = "") -> None:
+        self._client = client
         # embedding_function=None: we always pass our own vectors; Chroma's default would download.
-        self._chunks = self._client.get_or_create_collection(
-            CHUNKS, configuration=COSINE, embedding_function=None
+        self._chunks = client.get_or_create_collection(
+            CHUNKS + suffix, configuration=COSINE, embedding_function=None
         )
-        self._documents = self._client.get_or_create_collection(
-            DOCUMENTS, configuration=COSINE, embedding_function=None
+        self._documents = client.get_or_create_collection(
+            DOCUMENTS + suffix, configuration=COSINE, embedding_function=None
         )
-        self._batch = self._client.get_max_batch_size()
+        self._batch = client.get_max_batch_size()
 
     def add(self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors):
@@ -43,7 +58,7 @@ class ChromaStore:
         try:
             for start in range(0, len(chunks), self._batch):
                 batch = chunks[start : start + self._batch]
-                self._chunks.add(
+                self._chunks.upsert(
                     ids=[chunk.chunk_id for chunk in batch],
                     embeddings=vectors[start : start + self._batch],
                     documents=[chunk.text for chunk in batch],
@@ -51,7 +66,7 @@ class ChromaStore:
                 )
             centroid = vectors.mean(axis=0)
             centroid /= np.linalg.norm(centroid) or 1.0
-            self._documents.add(
+            self._documents.upsert(  # two processes may index the same file at once
                 ids=[info.doc_id], embeddings=centroid[None, :], metadatas=[_info_metadata(info)]
             )
         except BaseException:
@@ -115,6 +130,16 @@ class ChromaStore:
 
     def count(self) -> int:
         return self._chunks.count()
+
+    def document_count(self) -> int:
+        return self._documents.count()
+
+    def flush(self) -> None:
+        """Chroma persists each write itself."""
+
+    def drop(self) -> None:
+        for collection in (self._chunks, self._documents):
+            self._client.delete_collection(collection.name)
 
     def _listed(self, doc_ids: set[str]) -> set[str]:
         """Which of these documents finished their ingest: chunks of others are strays."""

@@ -1,0 +1,33 @@
+"""A real Chroma server (`chroma run`) on 127.0.0.1 for the tests of server mode."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.processes import free_port, running_server
+
+CHROMA = Path(sys.executable).with_name("chroma")  # the CLI the chromadb package installs
+
+
+@dataclass(frozen=True)
+class ChromaServer:
+    host: str
+    port: int
+    path: Path  # where the server keeps its data
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory) -> Iterator[ChromaServer]:
+    """One server per test run; tests keep apart by collection names (a store's generation)."""
+    path = tmp_path_factory.mktemp("chroma-server")
+    port = free_port()
+    command = [str(CHROMA), "run", "--path", str(path / "data"), "--host", "127.0.0.1",
+               "--port", str(port)]
+    with running_server(command, ready_url=f"http://127.0.0.1:{port}/api/v2/heartbeat",
+                        log=path / "server.log"):
+        yield ChromaServer("127.0.0.1", port, path / "data")
