@@ -92,7 +92,11 @@ def _reindex(rag, args) -> int:
     for difference in rag.index_mismatch():
         print(f"index differs: {difference}")
     failed = sum(_report(result.source, result) for result in rag.reindex_iter())
-    return 1 if failed else 0
+    if failed:
+        print(f"re-index incomplete ({failed} failed): the index stays as it was", file=sys.stderr)
+        return 1
+    print(f"re-index complete: generation {rag.generation} is live")
+    return 0
 
 
 def _eval(rag, args) -> int:

@@ -6,27 +6,58 @@ the ones the index was built with, and the originals are what gets chunked again
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "index.json"
 ORIGINALS = "originals"
-# Settings that change the chunks or their vectors; retrieval settings apply to any index.
-INDEX_FIELDS = ("embedding_model", "chunk_size", "chunk_overlap", "chunk_strategy")
+WRITE_LOCK = "index.lock"
+# Settings that change the chunks, their vectors or where they live: a difference asks for a
+# re-index. Retrieval settings apply to any index. The manifest also records the embedding
+# dimension, the BM25 format and the live generation (see rag.stores).
+INDEX_FIELDS = ("embedding_model", "chunk_size", "chunk_overlap", "chunk_strategy",
+                "vector_store_type")
+
+
+@contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Processes sharing a data_dir take their turn at writing the index here."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """A unique temporary name: two processes writing the same file never share one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_manifest(data_dir: Path) -> dict[str, Any] | None:
     path = data_dir / MANIFEST
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def manifest_version(data_dir: Path) -> tuple[int, int] | None:
+    """Changes whenever the manifest is replaced (a new file each time): how a process notices
+    another one's re-index with one stat per question."""
+    try:
+        stat = (data_dir / MANIFEST).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:

@@ -16,12 +16,15 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from rag.index_files import exclusive
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
 _STEMMER = Stemmer.Stemmer("english")  # Snowball: "cells"/"cell", "dividing"/"divide" meet
 _CHUNK_IDS = "chunk_ids.json"
+# Recorded in the index manifest: a change to how text becomes terms means a BM25 rebuild.
+LEXICAL_FORMAT = f"bm25s {bm25s.__version__}; snowball english; stopwords en; heading prefix"
 
 
 def indexed_text(chunk: Chunk) -> str:
@@ -48,7 +51,7 @@ class LexicalIndex:
         self._model: bm25s.BM25 | None = None
         self._chunk_ids: list[str] = []
         self.doc_ids: frozenset[str] = frozenset()
-        self._load()
+        self.reload()
 
     def __len__(self) -> int:
         return len(self._chunk_ids)
@@ -84,12 +87,15 @@ class LexicalIndex:
             self._model.save(str(fresh), show_progress=False)
         (fresh / _CHUNK_IDS).write_text(json.dumps(self._chunk_ids), encoding="utf-8")
         old = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.old")
-        if self.path.exists():
-            self.path.rename(old)
-        fresh.rename(self.path)
+        # processes sharing a data_dir swap one at a time: two renames must not interleave
+        with exclusive(self.path.with_name(f"{self.path.name}.lock")):
+            if self.path.exists():
+                self.path.rename(old)
+            fresh.rename(self.path)
         shutil.rmtree(old, ignore_errors=True)
 
-    def _load(self) -> None:
+    def reload(self) -> None:
+        """Read the saved copy: another process sharing the data_dir may have saved a newer one."""
         ids_file = self.path / _CHUNK_IDS
         if not ids_file.exists():
             return

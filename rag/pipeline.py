@@ -3,35 +3,42 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from pathlib import Path
+from typing import Literal, TypeVar
 
+import numpy as np
 from rag.chunking import chunk_document
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.generation import LLM, REFUSAL, build_messages, create_llm, failure_message
 from rag.index_files import (
     INDEX_FIELDS,
+    WRITE_LOCK,
+    exclusive,
     keep_original,
     manifest_differences,
+    manifest_version,
     read_manifest,
     read_original,
     remove_original,
     write_manifest,
 )
-from rag.lexical import LexicalIndex, indexed_text
+from rag.lexical import LEXICAL_FORMAT, LexicalIndex, indexed_text
 from rag.loaders import LoaderError, load
 from rag.rerank import Reranker, create_reranker
 from rag.retrieval import Retrieval, rank, retrieve
-from rag.stores import VectorStore, open_store
-from rag.types import DocumentInfo, Hit
+from rag.stores import VectorStore, index_name, open_store
+from rag.types import Chunk, Document, DocumentInfo, Hit
 
 log = logging.getLogger(__name__)
 
 IngestStatus = Literal["indexed", "already indexed", "failed"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,28 +68,82 @@ def _now() -> str:
 
 class RAG:
     """One index and the models that serve it. Models load on first use, so listing or deleting
-    documents (CLI `list`, the UI's sidebar) never waits for them."""
+    documents (CLI `list`, the UI's sidebar) never waits for them.
+
+    The index is the generation the manifest names, opened with the store type and embedding
+    model that built it, whatever the live settings say: until a re-index swaps in a rebuilt
+    generation, questions keep working on the old one."""
 
     def __init__(
         self, settings: Settings | None = None, *, embedder: Embedder | None = None,
         llm: LLM | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self.store: VectorStore = open_store(self.settings)
-        self.lexical = LexicalIndex(self.settings.data_dir / "bm25")
-        self._lexical_stale = True  # checked against the store before the next search
         self.llm = llm
         self._embedder = embedder
         self._reranker: Reranker | None = create_reranker(self.settings)
-        self._ingest_lock = threading.Lock()
+        self._ingest_lock = threading.RLock()
         self._model_lock = threading.Lock()
+        self._reindex_lock = threading.Lock()
+        self._open_index()
+
+    def _open_index(self) -> None:
+        manifest = read_manifest(self.settings.data_dir) or {}
+        self._manifest_version = manifest_version(self.settings.data_dir)
+        self.generation: int = manifest.get("generation", 0)
+        # manifests from before FAISS existed name no store: theirs was Chroma
+        self.index_store_type: str = manifest.get(
+            "vector_store_type", "chroma" if manifest else self.settings.vector_store_type)
+        self.index_model: str = manifest.get("embedding_model", self.settings.embedding_model)
+        if self._embedder is not None and self._embedder.name != self.index_model:
+            self._embedder = None
+        self.store: VectorStore = open_store(self.settings, store_type=self.index_store_type,
+                                             generation=self.generation)
+        self.lexical = LexicalIndex(self._lexical_path(self.generation))
+        self._lexical_stale = True  # checked against the store before the next search
+        if manifest and manifest.get("lexical") != LEXICAL_FORMAT:  # built by an older version
+            self.lexical.rebuild(self.store.chunks())
+            self._write_manifest({**manifest, "generation": self.generation,
+                                  "vector_store_type": self.index_store_type,
+                                  "lexical": LEXICAL_FORMAT})
+
+    def _lexical_path(self, generation: int) -> Path:
+        return self.settings.data_dir / f"bm25{index_name(generation)}"
+
+    def _live_manifest(self, generation: int, embedder: Embedder) -> dict:
+        """What a generation built now with the live settings records about itself."""
+        return {**self.index_manifest(), "embedding_model": embedder.name,
+                "chunk_size": min(self.settings.chunk_size, embedder.max_tokens),
+                "embedding_dimension": embedder.dimension, "lexical": LEXICAL_FORMAT,
+                "generation": generation}
+
+    def _write_manifest(self, manifest: dict) -> None:
+        write_manifest(self.settings.data_dir, manifest)
+        self._manifest_version = manifest_version(self.settings.data_dir)
+
+    def _follow_other_processes(self) -> None:
+        """Another process may have swapped in a rebuilt index: one stat per question tells."""
+        if manifest_version(self.settings.data_dir) == self._manifest_version:
+            return
+        with self._ingest_lock:
+            if manifest_version(self.settings.data_dir) == self._manifest_version:
+                return
+            manifest = read_manifest(self.settings.data_dir) or {}
+            if (manifest.get("generation", 0), manifest.get("vector_store_type")) != (
+                self.generation, self.index_store_type
+            ):
+                log.info("the index was rebuilt by another process: opening generation %s",
+                         manifest.get("generation", 0))
+                self._open_index()
+            else:
+                self._manifest_version = manifest_version(self.settings.data_dir)
 
     @property
     def embedder(self) -> Embedder:
+        """The model that built the open index: its questions must be embedded the same way."""
         with self._model_lock:
             if self._embedder is None:
-                self._embedder = Embedder(self.settings.embedding_model,
-                                          self.settings.embedding_batch_size)
+                self._embedder = Embedder(self.index_model, self.settings.embedding_batch_size)
             return self._embedder
 
     @property
@@ -98,12 +159,12 @@ class RAG:
                 f"input limit of {self.embedder.name}; chunks are cut at {self.embedder.max_tokens}"]
 
     def update_settings(self, settings: Settings) -> None:
-        """Retrieval and generation settings apply to the next question; chunking ones to the
-        next ingest. A new embedding model or store needs a new RAG."""
-        if (settings.embedding_model, settings.data_dir, settings.vector_store_type) != (
-            self.settings.embedding_model, self.settings.data_dir, self.settings.vector_store_type
-        ):
-            raise ValueError("embedding model, data_dir and store type need a new RAG instance")
+        """Retrieval and generation settings apply to the next question; chunking, embedding
+        model and store type to the next ingest or re-index. Another index location needs a
+        new RAG."""
+        location = ("data_dir", "chroma_host", "chroma_port", "chroma_ssl")
+        if any(getattr(settings, f) != getattr(self.settings, f) for f in location):
+            raise ValueError("data_dir and the Chroma server need a new RAG instance")
         llm_fields = ("llm_base_url", "llm_model", "llm_api_key", "llm_gguf", "llm_threads",
                       "llm_context_window", "llm_max_tokens", "llm_temperature", "llm_timeout_s")
         if any(getattr(settings, f) != getattr(self.settings, f) for f in llm_fields):
@@ -125,61 +186,75 @@ class RAG:
         return self._index_locked(source, data)
 
     def _index_locked(self, source: str, data: bytes) -> IngestResult:
+        self._follow_other_processes()
         with self._ingest_lock:
             result = self._index(source, data)
             self._lexical_stale = self._lexical_stale or result.status == "indexed"
             return result
 
     def sync_lexical(self) -> None:
-        """Rebuild BM25 from the store's chunks when its documents differ: once per batch of
-        changes, never per question. Also repairs it after a crash between the two writes."""
-        if not self._lexical_stale:  # the common case: a question never waits for an ingest
-            return
+        """Bring BM25 level with the store's documents: once per batch of changes, never per
+        question. Also repairs it after a crash between the two writes, and catches up with
+        documents other processes added (a fresh copy they saved is reused, not rebuilt)."""
+        if not self._lexical_stale and self.store.document_count() == len(self.lexical.doc_ids):
+            return  # the common case: a question never waits for an ingest
         with self._ingest_lock:
-            if not self._lexical_stale:
-                return
             listed = frozenset(info.doc_id for info in self.store.documents())
             if listed != self.lexical.doc_ids:
+                self.lexical.reload()
+            if listed != self.lexical.doc_ids:
                 self.lexical.rebuild(self.store.chunks())
+            self.store.flush()
             self._lexical_stale = False
 
-    def _index(self, source: str, data: bytes, replace: DocumentInfo | None = None) -> IngestResult:
+    def _prepare(self, document: Document, embedder: Embedder,
+                 added_at: str | None = None) -> tuple[DocumentInfo, list[Chunk], np.ndarray]:
+        """Chunk with the live settings and embed: all the slow work, done before any write."""
+        chunks = chunk_document(
+            document,
+            embedder,
+            size=min(self.settings.chunk_size, embedder.max_tokens),
+            overlap=self.settings.chunk_overlap,
+            strategy=self.settings.chunk_strategy,
+        )
+        vectors = embedder.embed([indexed_text(chunk) for chunk in chunks]) if chunks else None
+        info = DocumentInfo(
+            doc_id=document.doc_id,
+            source=document.source,
+            pages=len(document.pages),
+            chunks=len(chunks),
+            size_bytes=document.size_bytes,
+            added_at=added_at or _now(),
+            warnings=document.warnings,
+        )
+        return info, chunks, vectors
+
+    def _index(self, source: str, data: bytes) -> IngestResult:
         """Load, chunk and embed before touching the store, so a failure leaves the index as it
-        was. `replace` is the indexed document a re-index rebuilds (same bytes, same id)."""
+        was."""
         try:
             document = load(data, source)
         except LoaderError as error:
             return IngestResult(source, "failed", error=str(error))
-        if replace is None and self.store.get_document(document.doc_id) is not None:
+        if self.store.get_document(document.doc_id) is not None:
             return IngestResult(source, "already indexed", doc_id=document.doc_id)
         kept = False
         try:
-            chunks = chunk_document(
-                document,
-                self.embedder,
-                size=self.chunk_size,
-                overlap=self.settings.chunk_overlap,
-                strategy=self.settings.chunk_strategy,
-            )
+            if self.store.count() == 0:
+                self._adopt_live_settings()
+            info, chunks, vectors = self._prepare(document, self.embedder)
             if not chunks:
                 return IngestResult(source, "failed", error=f"{source}: no text to index")
-            vectors = self.embedder.embed([indexed_text(chunk) for chunk in chunks])
-            info = DocumentInfo(
-                doc_id=document.doc_id,
-                source=source,
-                pages=len(document.pages),
-                chunks=len(chunks),
-                size_bytes=document.size_bytes,
-                added_at=replace.added_at if replace else _now(),
-                warnings=document.warnings,
-            )
-            starts_index = self.store.count() == 0
-            kept = keep_original(self.settings.data_dir, document.doc_id, data)
-            if replace is not None:
-                self.store.delete(replace.doc_id)
-            self.store.add(info, chunks, vectors)
-            if starts_index:
-                write_manifest(self.settings.data_dir, self.index_manifest())
+            with exclusive(self.settings.data_dir / WRITE_LOCK):
+                model = self.index_model
+                self._follow_other_processes()  # another process may have swapped the index
+                if self.index_model != model:
+                    info, chunks, vectors = self._prepare(document, self.embedder)
+                starts_index = self.store.count() == 0
+                kept = keep_original(self.settings.data_dir, document.doc_id, data)
+                self.store.add(info, chunks, vectors)
+                if starts_index:
+                    self._write_manifest(self._live_manifest(self.generation, self.embedder))
         except Exception as error:  # the store rolled back; the next file goes on
             log.exception("indexing %s failed", source)
             if kept:
@@ -189,8 +264,25 @@ class RAG:
         return IngestResult(source, "indexed", doc_id=document.doc_id, chunks=len(chunks),
                             warnings=document.warnings)
 
+    def _adopt_live_settings(self) -> None:
+        """An empty index has nothing to rebuild: it takes the live store type and model at once."""
+        if (self.index_store_type, self.index_model) == (
+            self.settings.vector_store_type, self.settings.embedding_model
+        ):
+            return
+        old = self.store
+        self.generation += 1
+        self.index_store_type = self.settings.vector_store_type
+        self.index_model = self.settings.embedding_model
+        if self._embedder is not None and self._embedder.name != self.index_model:
+            self._embedder = None
+        self.store = open_store(self.settings, generation=self.generation)
+        self.lexical = LexicalIndex(self._lexical_path(self.generation))
+        old.drop()
+
     def delete(self, doc_id: str) -> bool:
-        with self._ingest_lock:
+        self._follow_other_processes()
+        with self._ingest_lock, exclusive(self.settings.data_dir / WRITE_LOCK):
             if self.store.get_document(doc_id) is None:
                 return False
             self.store.delete(doc_id)
@@ -200,6 +292,7 @@ class RAG:
         return True
 
     def documents(self) -> list[DocumentInfo]:
+        self._follow_other_processes()
         return self.store.documents()
 
     def index_manifest(self) -> dict:
@@ -209,41 +302,113 @@ class RAG:
         return manifest
 
     def index_mismatch(self) -> list[str]:
-        """How the index differs from the live chunking settings; empty when a re-index would
-        change nothing."""
+        """How the index differs from the live settings that shape it; empty when a re-index
+        would change nothing."""
         if self.store.count() == 0:
             return []
         return manifest_differences(read_manifest(self.settings.data_dir), self.index_manifest())
 
     def reindex_iter(self) -> Iterator[IngestResult]:
         """Chunk and embed every document again from its kept original with the live settings,
-        one result per document for a progress bar."""
-        complete = True
-        for info in self.documents():
-            data = read_original(self.settings.data_dir, info.doc_id)
-            if data is None:
-                result = IngestResult(info.source, "failed", doc_id=info.doc_id,
-                                      error=f"{info.source}: original file not kept; upload it again")
-            else:
-                with self._ingest_lock:
-                    result = self._index(info.source, data, replace=info)
-                    self._lexical_stale = True
-            complete = complete and result.status == "indexed"
-            yield result
-        self.sync_lexical()
-        if complete:  # otherwise the index still holds chunks made with the old settings
-            write_manifest(self.settings.data_dir, self.index_manifest())
+        into a new generation beside the live one, one result per document for a progress bar.
+        Questions and uploads go on against the live index meanwhile; the new one replaces it
+        only once every document is in it, otherwise it is dropped and nothing changed."""
+        with self._reindex_lock:
+            self._follow_other_processes()
+            generation = self.generation + 1
+            fresh = open_store(self.settings, generation=generation)
+            fresh.drop()  # leftovers of an interrupted re-index
+            fresh = open_store(self.settings, generation=generation)
+            embedder = self._live_embedder()
+            complete = True
+            for info in self.store.documents():
+                result = self._rebuild_into(fresh, embedder, info)
+                complete = complete and result is not None and result.status == "indexed"
+                if result is not None:
+                    yield result
+            if complete:
+                complete = self._swap_in(fresh, generation, embedder)
+            if not complete:
+                fresh.drop()
+                shutil.rmtree(self._lexical_path(generation), ignore_errors=True)
+
+    def _live_embedder(self) -> Embedder:
+        if self.settings.embedding_model == self.index_model:
+            return self.embedder
+        return Embedder(self.settings.embedding_model, self.settings.embedding_batch_size)
+
+    def _rebuild_into(self, store: VectorStore, embedder: Embedder,
+                      info: DocumentInfo) -> IngestResult | None:
+        """None for a document deleted while the re-index ran: nothing to rebuild."""
+        data = read_original(self.settings.data_dir, info.doc_id)
+        if data is None:
+            if self.store.get_document(info.doc_id) is None:
+                return None
+            return IngestResult(info.source, "failed", doc_id=info.doc_id,
+                                error=f"{info.source}: original file not kept; upload it again")
+        try:
+            document = load(data, info.source)
+            info, chunks, vectors = self._prepare(document, embedder, info.added_at)
+            if not chunks:
+                raise ValueError("no text to index")
+            store.add(info, chunks, vectors)
+        except Exception as error:  # the live index is untouched; the others go on
+            log.exception("re-indexing %s failed", info.source)
+            return IngestResult(info.source, "failed", doc_id=info.doc_id,
+                                error=f"{info.source}: re-indexing failed: {error}")
+        return IngestResult(info.source, "indexed", doc_id=info.doc_id, chunks=len(chunks),
+                            warnings=document.warnings)
+
+    def _swap_in(self, fresh: VectorStore, generation: int, embedder: Embedder) -> bool:
+        """Catch up with uploads and deletes made during the rebuild, then make the new
+        generation the live one: the manifest's atomic replace is the moment of the swap. The
+        write lock keeps other processes' uploads out until then; they follow the swap."""
+        with self._ingest_lock, exclusive(self.settings.data_dir / WRITE_LOCK):
+            live = {info.doc_id: info for info in self.store.documents()}
+            for doc_id in {info.doc_id for info in fresh.documents()} - live.keys():
+                fresh.delete(doc_id)
+            for doc_id in live.keys() - {info.doc_id for info in fresh.documents()}:
+                result = self._rebuild_into(fresh, embedder, live[doc_id])
+                if result is not None and result.status != "indexed":
+                    return False
+            lexical = LexicalIndex(self._lexical_path(generation))
+            lexical.rebuild(fresh.chunks())
+            fresh.flush()
+            old_store, old_generation = self.store, self.generation
+            self.store, self.lexical, self.generation = fresh, lexical, generation
+            self.index_store_type = self.settings.vector_store_type
+            self.index_model, self._embedder = embedder.name, embedder
+            self._lexical_stale = False
+            self._write_manifest(self._live_manifest(generation, embedder))
+        # searches that still hold the old store retry on the new one (see _search)
+        old_store.drop()
+        shutil.rmtree(self._lexical_path(old_generation), ignore_errors=True)
+        return True
 
     # --- questions ---------------------------------------------------------------------------
 
     def retrieve(self, question: str) -> Retrieval:
-        return retrieve(question, top_k=self.settings.top_k,
-                        fetch_multiplier=self.settings.fetch_multiplier,
-                        threshold=self.settings.similarity_threshold, **self._search_parts())
+        return self._search(lambda parts: retrieve(
+            question, top_k=self.settings.top_k, fetch_multiplier=self.settings.fetch_multiplier,
+            threshold=self.settings.similarity_threshold, **parts))
 
     def rank(self, question: str, depth: int) -> list[Hit]:
         """The full ranking to `depth`, without the threshold's gate: what evaluation scores."""
-        return rank(question, depth=depth, **self._search_parts())
+        return self._search(lambda parts: rank(question, depth=depth, **parts))
+
+    def _search(self, search: Callable[[dict], T]) -> T:
+        """A re-index drops the old generation as soon as the new one is live; a search caught
+        on the old one runs again on the new one."""
+        self._follow_other_processes()
+        parts = self._search_parts()
+        try:
+            return search(parts)
+        except Exception:
+            self._follow_other_processes()
+            if parts["store"] is self.store:
+                raise
+            log.info("the index was swapped during a search; searching the new one")
+            return search(self._search_parts())
 
     def _search_parts(self) -> dict:
         self.sync_lexical()

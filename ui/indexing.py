@@ -33,8 +33,15 @@ def show_result(result: IngestResult, done: str = "indexed") -> None:
 def reindex_all(engine: RAG) -> None:
     """Re-chunk every document from its kept original, with a progress bar and one line per file."""
     total = max(len(engine.documents()), 1)
-    progress = st.progress(0.0, text=f"Re-indexing {total} document(s)…")
+    progress = st.progress(0.0, text=f"Re-indexing {total} document(s) beside the live index…")
+    failed = 0
     for done, result in enumerate(engine.reindex_iter(), start=1):
         show_result(result, done="re-indexed")
+        failed += result.status == "failed"
         progress.progress(min(done / total, 1.0), text=f"{done} of {total} re-indexed")
-    progress.progress(1.0, text="Re-index done")
+    if failed:
+        progress.progress(1.0, text="Re-index incomplete")
+        st.error(f"{failed} document(s) could not be re-indexed, so the index stays as it was: "
+                 "answers still use the old chunks.")
+    else:
+        progress.progress(1.0, text="Re-index done: the new index is live")
