@@ -9,6 +9,7 @@ from rag.loaders.errors import LoaderError
 from rag.loaders.markup import html_pages, markdown_pages
 from rag.loaders.pdf import load_pdf
 from rag.loaders.text import decode_text, refuse_binary, tidy_plain
+from rag.loaders.worker import run_limited
 from rag.types import Document, Page
 
 PDF_EXTENSIONS = (".pdf",)
@@ -20,10 +21,15 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 )
 
 
-def load(data: bytes, source: str, *, password: str | None = None) -> Document:
+def load(
+    data: bytes, source: str, *, password: str | None = None, timeout_s: float | None = None
+) -> Document:
     """Parse one uploaded file; the same bytes always give the same doc_id, whatever the name.
 
     `password` opens a PDF encrypted with a user password; it is ignored for other formats.
+    `timeout_s` bounds PDF parsing, which then runs in a worker process: pypdf can spin for
+    minutes on a hostile file. None parses in-process without a limit. The other formats are
+    linear in their size and always parse in-process.
     """
     ext = PurePath(source).suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
@@ -36,7 +42,11 @@ def load(data: bytes, source: str, *, password: str | None = None) -> Document:
 
     warns: list[str] = []
     if ext in PDF_EXTENSIONS:
-        pages, warns = load_pdf(data, source, password)
+        args = (data, source, password)
+        if timeout_s is None:
+            pages, warns = load_pdf(*args)
+        else:
+            pages, warns = run_limited(load_pdf, args, source, timeout_s)
     elif ext in HTML_EXTENSIONS:
         refuse_binary(data, source)
         pages = html_pages(data)
