@@ -62,6 +62,9 @@ class FaissStore:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path / DATABASE, timeout=30, check_same_thread=False,
                                    isolation_level=None)
+        # A chunk row (text + 1.5 KB vector) is ~2.3 KB: 4 KB pages hold one each. Only takes
+        # effect on a new file; at 100k chunks, 271 MB instead of 419 and adds 3x faster.
+        self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")  # other processes read while one writes
         self._db.execute("PRAGMA synchronous=NORMAL")  # still atomic; fsync at checkpoints only
         self._db.executescript(SCHEMA)
@@ -103,6 +106,9 @@ class FaissStore:
                 return []
             question = np.array(vector, dtype=np.float32, ndmin=2)
             faiss.normalize_L2(question)  # inner product of unit vectors = cosine similarity
+            # One OpenMP thread: at 100k x 384 on 2 busy cores, two took 112 ms a query and one
+            # 32 ms. The setting is per calling thread, and each Streamlit session has its own.
+            faiss.omp_set_num_threads(1)
             scores, ids = self._index.search(question, k)
             rows = self._db.execute(
                 f"SELECT id, {CHUNK_COLUMNS} FROM chunks {BY_IDS}", (json.dumps(ids[0].tolist()),)
