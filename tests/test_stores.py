@@ -5,6 +5,7 @@ for one backend follow the contract."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -239,6 +240,37 @@ def test_faiss_sees_a_write_of_another_process_on_its_next_query(tmp_path):
     cli.delete("a")
     assert [chunk.chunk_id for chunk, _ in app.query(unit(1), k=10)] == ["b:0"]
     assert app.count() == 1 and app.documents() == [info_b]
+
+
+def test_faiss_serves_queries_from_threads_while_it_ingests(tmp_path):
+    """A Streamlit server shares one store across sessions, each on a thread of its own."""
+    _, reopen = faiss_folder(tmp_path)
+    store = reopen()
+    info, chunks = document("a", 1)
+    store.add(info, chunks, unit(1)[None, :])
+    errors, done = [], threading.Event()
+
+    def ask() -> None:
+        try:
+            while not done.is_set():
+                assert store.query(unit(1), k=3)
+        except Exception as error:  # noqa: BLE001  (reported below, on the test's thread)
+            errors.append(error)
+
+    askers = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in askers:
+        thread.start()
+    try:
+        for i in range(20):
+            info, chunks = document(f"d{i}", 3)
+            store.add(info, chunks, np.stack([unit(1, i, 1), unit(i, 1), unit(0, 1, i)]))
+            store.delete(f"d{i - 1}")
+    finally:
+        done.set()
+        for thread in askers:
+            thread.join()
+    assert errors == []
+    assert store.count() == 4 and {info.doc_id for info in store.documents()} == {"a", "d19"}
 
 
 def test_faiss_refuses_vectors_of_another_dimension(tmp_path):
