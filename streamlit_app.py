@@ -33,10 +33,10 @@ with st.sidebar:
 def show_index_status() -> None:
     with index_status.container():
         st.metric("Documents", len(engine.documents()))
-        st.caption(f"{engine.store.count()} chunks · embedder {engine.settings.embedding_model}")
+        st.caption(f"{engine.store.count()} chunks · embedder {engine.index_model}")
         data_dir = engine.settings.data_dir
-        st.caption(f"Store: {engine.settings.vector_store_type} in the folder `{data_dir.name}`",
-                   help=f"Index, kept originals and saved settings: {data_dir.resolve()}")
+        st.caption(f"Store: {engine.index_location()}",
+                   help=f"Kept originals, BM25 and saved settings: {data_dir.resolve()}")
         if engine.settings.uses_remote_llm:
             endpoint = public_url(engine.settings.llm_base_url or "https://api.openai.com/v1")
             st.caption(f"LLM: `{engine.settings.llm_model}` at `{endpoint}`")

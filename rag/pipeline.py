@@ -233,7 +233,7 @@ class RAG:
         """Load, chunk and embed before touching the store, so a failure leaves the index as it
         was."""
         try:
-            document = load(data, source)
+            document = load(data, source, timeout_s=self.settings.load_timeout_s)
         except LoaderError as error:
             return IngestResult(source, "failed", error=str(error))
         if self.store.get_document(document.doc_id) is not None:
@@ -295,6 +295,14 @@ class RAG:
         self._follow_other_processes()
         return self.store.documents()
 
+    def index_location(self) -> str:
+        """Where the live index is, for people: e.g. "chroma server 10.0.0.5:8000, generation 2"."""
+        if self.index_store_type == "chroma" and self.settings.chroma_host:
+            where = f"chroma server {self.settings.chroma_host}:{self.settings.chroma_port}"
+        else:
+            where = f"{self.index_store_type} in the folder {self.settings.data_dir.name}"
+        return where + (f", generation {self.generation}" if self.generation else "")
+
     def index_manifest(self) -> dict:
         """The live settings that shape chunks and vectors, as the index would record them."""
         manifest = {field: getattr(self.settings, field) for field in INDEX_FIELDS}
@@ -347,7 +355,7 @@ class RAG:
             return IngestResult(info.source, "failed", doc_id=info.doc_id,
                                 error=f"{info.source}: original file not kept; upload it again")
         try:
-            document = load(data, info.source)
+            document = load(data, info.source, timeout_s=self.settings.load_timeout_s)
             info, chunks, vectors = self._prepare(document, embedder, info.added_at)
             if not chunks:
                 raise ValueError("no text to index")
