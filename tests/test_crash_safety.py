@@ -2,12 +2,13 @@
 (the OOM killer, a container stop, a power cut as far as the process can tell), must leave an
 index that opens and lists only whole documents; running the same ingest again completes it.
 
-Each test kills one ingest twice at two different moments, checks the index after each kill,
-then lets a third run finish:
-  1. inside a document's write: the CLI keeps a document's original file right before the store
-     write (rag.pipeline RAG._index), so a new file in data_dir/originals for a document not yet
-     reported means its write is starting; the kill follows within milliseconds;
-  2. right after a document was reported indexed: between two documents, or as the next one loads.
+Each test kills one ingest twice, checks the index after each kill, then lets a third run
+finish. Both kills aim at a document's store write, where a crash can do harm (a kill while a
+file loads or embeds touches nothing): the CLI keeps a document's original file right before
+the store write (rag.pipeline RAG._index), so a new file in data_dir/originals for a document
+not yet reported means its write is starting.
+  1. after two documents were reported, as the third one's write starts (within milliseconds);
+  2. on the re-run, 30 ms into the write of the first document whose original it keeps.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ FILES = [
     "docs/markdown/rust-book-ch16-01-threads.md",
     "docs/markdown/rust-book-ch08-02-strings.md",
     "docs/markdown/rust-book-ch13-01-closures.md",
-    "pdfs/pdfjs/french_diacritics.pdf",
     "docs/markdown/rust-book-appendix-02-operators.md",
+    "pdfs/pdfjs/french_diacritics.pdf",
     "pdfs/pdfjs/pdfjs_wikipedia.pdf",
     "docs/markdown/rust-book-ch17-01-futures-and-syntax.md",
     "pdfs/pdfjs/german-umlaut-r.pdf",
@@ -239,45 +240,55 @@ def test_sigkill_mid_ingest_leaves_whole_documents_and_a_rerun_completes(
     data_dir = tmp_path / "data"
     originals = data_dir / ORIGINALS
 
-    def writing_a_new_document(after: int) -> Callable[[list[str]], bool]:
-        """After `after` documents were reported indexed, as soon as the original of one not
-        yet reported appears: its store write is starting."""
+    def writing_a_new_document(after: int, delay_s: float) -> Callable[[list[str]], bool]:
+        """Once `after` documents were reported indexed in this run, `delay_s` after the original
+        of a document appears that was neither kept before the run nor reported: its store write
+        starts right then."""
+        before = set(os.listdir(originals)) if originals.is_dir() else set()
+        seen_at: list[float] = []
+
         def check(lines: list[str]) -> bool:
-            if len(_indexed(lines)) < after or not originals.is_dir():
-                return False
-            reported = {doc_id for doc_id, path in doc_ids.items()
-                        if any(line.startswith(f"{path}: ") for line in lines)}
-            return bool(set(os.listdir(originals)) - reported)
+            if not seen_at:
+                if len(_indexed(lines)) < after or not originals.is_dir():
+                    return False
+                reported = {doc_id for doc_id, path in doc_ids.items()
+                            if any(line.startswith(f"{path}: ") for line in lines)}
+                # doc ids only: a kill as the original's temporary file is written lands before
+                # the store write (and leaves that temporary file behind for good)
+                if not set(os.listdir(originals)) & set(doc_ids) - before - reported:
+                    return False
+                seen_at.append(time.monotonic())
+            return time.monotonic() - seen_at[0] >= delay_s
         return check
 
-    # 1. Killed inside the third document's write.
-    first = _ingest(data_dir, files, store.env, tmp_path / "run1.log",
-                    kill_when=writing_a_new_document(after=2))
-    assert first.returncode is None, (
-        f"the ingest ended (exit {first.returncode}) before the kill: {first.lines}\n"
-        f"{first.stderr}")
-    assert len(_indexed(first.lines)) >= 2, first.lines
-    rag = _open(data_dir, store, embedder)
-    listed = _assert_only_whole_documents(rag, data_dir, store, set(doc_ids))
-    assert len(listed) >= 2
-    cut = {doc_ids[d].name for d in os.listdir(originals)} - {doc_ids[d].name for d in listed}
-    # shown on failure: whether the kill landed before the third document's commit or after it
-    print(f"run 1 killed after {len(_indexed(first.lines))} reports; {len(listed)} listed; "
-          f"kept originals of unlisted documents: {sorted(cut)}; "
-          f"{rag.store.count() - sum(listed.values())} chunks of unlisted documents stored")
-    del rag
+    def check_after_kill(run: Run, label: str) -> dict[str, int]:
+        assert run.returncode is None, (
+            f"the ingest ended (exit {run.returncode}) before the kill: {run.lines}\n"
+            f"{run.stderr}")
+        rag = _open(data_dir, store, embedder)
+        listed = _assert_only_whole_documents(rag, data_dir, store, set(doc_ids))
+        kept = set(os.listdir(originals)) & set(doc_ids)
+        cut = {doc_ids[d].name for d in kept} - {doc_ids[d].name for d in listed}
+        # shown on failure, and with -s: where the kill landed
+        print(f"{label}: killed after {len(_indexed(run.lines))} new reports; {len(listed)} "
+              f"listed; kept originals of unlisted documents: {sorted(cut)}; "
+              f"{rag.store.count() - sum(listed.values())} chunks of unlisted documents stored")
+        return listed
 
-    # 2. Killed right after the next document was reported indexed.
+    # 1. Killed as the third document's write starts (its original was just kept).
+    first = _ingest(data_dir, files, store.env, tmp_path / "run1.log",
+                    kill_when=writing_a_new_document(after=2, delay_s=0))
+    listed = check_after_kill(first, "run 1")
+    assert len(listed) >= 2
+
+    # 2. The same ingest, killed 30 ms into the write of the first document whose original it
+    # keeps (the one run 1 cut short was kept then): mid-write for a Chroma upsert of 40-50 chunks.
     second = _ingest(data_dir, files, store.env, tmp_path / "run2.log",
-                     kill_when=lambda lines: len(_indexed(lines)) >= 1)
-    assert second.returncode is None, second.lines
+                     kill_when=writing_a_new_document(after=0, delay_s=0.03))
     already = [line for line in second.lines if line.endswith(": already indexed")]
-    assert len(already) >= len(listed), (second.lines, listed)
-    rag = _open(data_dir, store, embedder)
-    listed = _assert_only_whole_documents(rag, data_dir, store, set(doc_ids))
+    assert len(already) == len(listed), (second.lines, listed)
+    listed = check_after_kill(second, "run 2")
     assert len(listed) >= 3
-    print(f"run 2 killed after {second.lines[-1]!r}; {len(listed)} listed")
-    del rag
 
     # 3. The same ingest again finishes the job: nothing lost, nothing left over.
     third = _ingest(data_dir, files, store.env, tmp_path / "run3.log")
