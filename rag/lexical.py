@@ -53,6 +53,10 @@ class LexicalIndex:
         self.doc_ids: frozenset[str] = frozenset()
         self.reload()
 
+    @property
+    def _lock_file(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.lock")
+
     def __len__(self) -> int:
         return len(self._chunk_ids)
 
@@ -88,7 +92,7 @@ class LexicalIndex:
         (fresh / _CHUNK_IDS).write_text(json.dumps(self._chunk_ids), encoding="utf-8")
         old = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.old")
         # processes sharing a data_dir swap one at a time: two renames must not interleave
-        with exclusive(self.path.with_name(f"{self.path.name}.lock")):
+        with exclusive(self._lock_file):
             if self.path.exists():
                 self.path.rename(old)
             fresh.rename(self.path)
@@ -99,9 +103,10 @@ class LexicalIndex:
         ids_file = self.path / _CHUNK_IDS
         if not ids_file.exists():
             return
-        try:
-            chunk_ids = json.loads(ids_file.read_text(encoding="utf-8"))
-            model = bm25s.BM25.load(str(self.path), show_progress=False) if chunk_ids else None
+        try:  # under the swap's lock: never the ids of one save with the model of the next
+            with exclusive(self._lock_file):
+                chunk_ids = json.loads(ids_file.read_text(encoding="utf-8"))
+                model = bm25s.BM25.load(str(self.path), show_progress=False) if chunk_ids else None
         except (OSError, ValueError) as error:  # unreadable: the caller rebuilds it
             log.warning("BM25 index at %s unreadable (%s); it will be rebuilt", self.path, error)
             return

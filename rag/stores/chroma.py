@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -10,9 +12,12 @@ import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import InternalError
 
 from rag.config import Settings
 from rag.types import Chunk, DocumentInfo
+
+log = logging.getLogger(__name__)
 
 CHUNKS = "chunks"
 DOCUMENTS = "documents"
@@ -76,11 +81,13 @@ class ChromaStore:
     def query(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
         if k <= 0:  # Chroma answers a k above its count with what it has: no count() trip
             return []
-        result = self._chunks.query(
-            query_embeddings=vector[None, :],
-            n_results=k,
-            include=["documents", "metadatas", "distances"],
-        )
+        try:
+            result = self._query(vector, k)
+        except InternalError as error:
+            # seen under concurrent writes (HNSW and metadata briefly apart): one retry
+            log.warning("Chroma query failed (%s); retrying once", error)
+            time.sleep(0.05)
+            result = self._query(vector, k)
         rows = list(zip(result["ids"][0], result["documents"][0], result["metadatas"][0],
                         result["distances"][0], strict=True))
         listed = self._listed({meta["doc_id"] for _, _, meta, _ in rows})
@@ -89,6 +96,10 @@ class ChromaStore:
             for _, text, meta, distance in rows
             if meta["doc_id"] in listed
         ]
+
+    def _query(self, vector: np.ndarray, k: int) -> dict:
+        return self._chunks.query(query_embeddings=vector[None, :], n_results=k,
+                                  include=["documents", "metadatas", "distances"])
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
         if not chunk_ids:
