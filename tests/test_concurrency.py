@@ -22,8 +22,7 @@ from rag.config import Settings
 from rag.generation import FAILURE_PREFIX
 from rag.pipeline import RAG
 from tests.conftest import REPO
-from tests.processes import free_port, running_server
-from tests.test_crash_safety import chroma_server_of_its_own
+from tests.chroma_fixtures import chroma_server_at
 from tests.test_e2e_browser import (  # noqa: F401  (app_url is a fixture)
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -54,24 +53,6 @@ QUESTIONS = [
 ]
 ASKS = 1  # answers with the real LLM during the ingests (seconds each); retrievals in between
 TIMEOUT_S = 300.0
-
-
-@pytest.fixture(scope="module")
-def llm_server(smollm_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """This module's own llama.cpp server (it overrides tests/llm_fixtures.py's): the same one
-    with --interrupt_requests False. By default llama_cpp.server ends a streaming answer with
-    [DONE] as soon as another request waits, so of two users asking at once the first got an
-    empty answer: the server's single-user shortcut, not the app's doing."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("llm_server_concurrent") / "server.log"
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_gguf),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-        "--interrupt_requests", "False",
-    ]  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}/v1"
-    with running_server(command, ready_url=f"{base_url}/models", log=log):
-        yield base_url
 
 
 def _doc_id(path: Path) -> str:
@@ -111,9 +92,9 @@ def test_two_ingests_and_an_asker_on_one_chroma_server(
     else:
         dirs = [tmp_path / "data-a", tmp_path / "data-b", tmp_path / "data-asker"]
 
-    with chroma_server_of_its_own(tmp_path / "chroma-server") as port:
-        server = {"chroma_host": "127.0.0.1", "chroma_port": port}
-        env = _cli_env({"RAG_CHROMA_HOST": "127.0.0.1", "RAG_CHROMA_PORT": str(port)})
+    with chroma_server_at(tmp_path / "chroma-server") as server:
+        where = {"chroma_host": server.host, "chroma_port": server.port}
+        env = _cli_env({"RAG_CHROMA_HOST": server.host, "RAG_CHROMA_PORT": str(server.port)})
         logs = [tmp_path / "ingest-a.log", tmp_path / "ingest-b.log"]
         processes = []
         for files, data_dir, log in zip(sets, dirs, logs, strict=False):
@@ -125,7 +106,7 @@ def test_two_ingests_and_an_asker_on_one_chroma_server(
                 ))
         try:
             rag = RAG(Settings(data_dir=dirs[2], llm_base_url=llm_server, llm_model="smollm2",
-                               llm_max_tokens=16, **server), embedder=embedder)
+                               llm_max_tokens=16, **where), embedder=embedder)
             asked = retrieved = with_hits_while_ingesting = 0
             started = time.monotonic()
             deadline = started + TIMEOUT_S
@@ -174,7 +155,7 @@ def test_two_ingests_and_an_asker_on_one_chroma_server(
             f"no question found anything while the ingests ran ({retrieved} retrievals): "
             "the test did not exercise reads during writes")
 
-        rag = RAG(Settings(data_dir=dirs[2], **server), embedder=embedder)
+        rag = RAG(Settings(data_dir=dirs[2], **where), embedder=embedder)
         listed = {info.doc_id: info for info in rag.documents()}
         assert set(listed) == expected, "a document was lost or one appeared from nowhere"
         added = [sorted(listed[_doc_id(path)].added_at for path in files) for files in sets]
