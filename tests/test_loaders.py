@@ -7,7 +7,6 @@ import io
 import json
 import pickle
 import re
-import time
 import unicodedata
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from pypdf import PdfReader, PdfWriter
 from rag.loaders import SUPPORTED_EXTENSIONS, LoaderError, load
 from rag.types import Document
 
-SWEEP_BOUND_S = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -219,32 +217,6 @@ def test_mis_decoded_cjk_text_layer_is_refused(pdfs: Path, name: str) -> None:
 def test_garbage_detector_spares_real_non_english_text(pdfs: Path, name: str, snippet: str) -> None:
     doc = _load(pdfs / name)
     assert snippet in doc.pages[0].text and doc.warnings == ()
-
-
-def test_every_benchmark_pdf_loads_or_is_refused_quickly(pdfs: Path) -> None:
-    entries = _manifest(pdfs)
-    assert len(entries) == 91
-    outcomes: dict[str, int] = {}
-    timings = []
-    for entry in entries:
-        path = pdfs / entry["path"]
-        data = path.read_bytes()
-        start = time.perf_counter()
-        try:
-            doc = load(data, path.name)
-        except LoaderError as err:  # any other exception type fails the test
-            assert err.source == path.name and str(err).startswith(f"{path.name}: ")
-            outcome = re.split(r"[:(,]", err.cause)[0].strip()
-        else:
-            assert doc.pages and all(p.text.strip() and p.page for p in doc.pages)
-            assert doc.doc_id == entry["sha256"] and doc.size_bytes == entry["bytes"]
-            outcome = "loaded"
-        timings.append((time.perf_counter() - start, entry["path"]))
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    slowest = max(timings)
-    print(f"\nPDF sweep: {outcomes}; slowest {slowest[1]} {slowest[0]:.2f} s")
-    assert slowest[0] < SWEEP_BOUND_S, slowest
-    assert outcomes["loaded"] >= 55
 
 
 @settings(

@@ -86,6 +86,8 @@ def test_every_benchmark_pdf_is_indexed_or_refused_by_name(tmp_path, embedder, p
     indexed = {r.source for r in results if r.status == "indexed"}
     assert indexed == expected
     assert all(by_name[name].chunks > 0 for name in indexed)
+    sha256 = {Path(e["path"]).name: e["sha256"] for e in entries}
+    assert all(by_name[name].doc_id == sha256[name] for name in indexed)
     copy, original = by_name[DUPLICATE[0]], by_name[Path(DUPLICATE[1]).name]
     assert copy.status == "already indexed" and copy.doc_id == original.doc_id
 
