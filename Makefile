@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: setup run test bench bench-retrieval
+.PHONY: setup run test bench bench-retrieval bench-scale
 
 setup: $(STAMP)
 
@@ -35,3 +35,7 @@ bench-retrieval: setup
 	$(PYTHON) bench/chunking.py
 	$(PYTHON) bench/threshold.py
 	$(PYTHON) bench/abstain.py
+
+# Stores at 100k chunks (issue 6): add rate, query latency, reopen, disk, RSS; about 16 minutes.
+bench-scale: setup
+	$(PYTHON) bench/scale.py
