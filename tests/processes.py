@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -19,6 +20,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without the RAG_/OPENAI_ settings of whoever runs the tests, so a child
+    process sees only what the test sets; unbuffered, so its lines arrive as they are printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
+    env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(extra or {}))
+    return env
 
 
 def log_tail(log: Path, lines: int = 40) -> str:

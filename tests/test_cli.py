@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,16 +11,14 @@ import pytest
 
 from rag.generation import REFUSAL
 from rag.user_settings import save_settings
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
+from tests.processes import cli_env
 
 
 def run_cli(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "rag", "--data-dir", str(data_dir), *args],
-        cwd=REPO, env=environment, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=cli_env(env), capture_output=True, text=True, timeout=600,
     )
 
 

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from rag.generation import FAILURE_PREFIX
 from rag.pipeline import RAG
 from tests.conftest import REPO
 from tests.chroma_fixtures import chroma_server_at
+from tests.processes import cli_env
 from tests.test_e2e_browser import (  # noqa: F401  (app_url is a fixture)
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -59,12 +59,6 @@ def _doc_id(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _cli_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 def _assert_citations_exist(rag: RAG, hits, question: str) -> None:
     """Every hit is a chunk the store returns, of a listed document, with the same text."""
     ids = [hit.chunk.chunk_id for hit in hits]
@@ -94,7 +88,7 @@ def test_two_ingests_and_an_asker_on_one_chroma_server(
 
     with chroma_server_at(tmp_path / "chroma-server") as server:
         where = {"chroma_host": server.host, "chroma_port": server.port}
-        env = _cli_env({"RAG_CHROMA_HOST": server.host, "RAG_CHROMA_PORT": str(server.port)})
+        env = cli_env({"RAG_CHROMA_HOST": server.host, "RAG_CHROMA_PORT": str(server.port)})
         logs = [tmp_path / "ingest-a.log", tmp_path / "ingest-b.log"]
         processes = []
         for files, data_dir, log in zip(sets, dirs, logs, strict=False):
@@ -188,7 +182,7 @@ def two_documents(bench_data: Path, tmp_path: Path) -> Iterator[list[Path]]:
     result = subprocess.run(
         [sys.executable, "-m", "rag", "--data-dir", str(tmp_path / "data"), "ingest",
          *map(str, files)],
-        cwd=REPO, env=_cli_env({}), capture_output=True, text=True, timeout=TIMEOUT_S,
+        cwd=REPO, env=cli_env({}), capture_output=True, text=True, timeout=TIMEOUT_S,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     yield files

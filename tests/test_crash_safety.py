@@ -31,7 +31,7 @@ from rag.index_files import ORIGINALS, read_manifest, read_original
 from rag.pipeline import RAG
 from tests.chroma_fixtures import chroma_server_at
 from tests.conftest import REPO
-from tests.processes import log_tail
+from tests.processes import cli_env, log_tail
 
 pytestmark = pytest.mark.slow
 
@@ -88,13 +88,6 @@ class Run:
     stderr: str
 
 
-def _cli_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    # unbuffered: each "indexed" line reaches the test when it is printed, not at exit
-    env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 def _ingest(data_dir: Path, files: list[Path], env: dict[str, str], log: Path,
             kill_when: Callable[[list[str]], bool] | None = None) -> Run:
     """`python -m rag ingest`, SIGKILLed (with its parser worker: its whole process group) as
@@ -104,7 +97,7 @@ def _ingest(data_dir: Path, files: list[Path], env: dict[str, str], log: Path,
         process = subprocess.Popen(
             [sys.executable, "-m", "rag", "--data-dir", str(data_dir), "ingest",
              *map(str, files)],
-            cwd=REPO, env=_cli_env(env), stdout=subprocess.PIPE, stderr=err, text=True,
+            cwd=REPO, env=cli_env(env), stdout=subprocess.PIPE, stderr=err, text=True,
             start_new_session=True,
         )
     lines: list[str] = []
