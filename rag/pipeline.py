@@ -90,22 +90,26 @@ class RAG:
     def _open_index(self) -> None:
         manifest = read_manifest(self.settings.data_dir) or {}
         self._manifest_version = manifest_version(self.settings.data_dir)
-        self.generation: int = manifest.get("generation", 0)
         # manifests from before FAISS existed name no store: theirs was Chroma
-        self.index_store_type: str = manifest.get(
-            "vector_store_type", "chroma" if manifest else self.settings.vector_store_type)
-        self.index_model: str = manifest.get("embedding_model", self.settings.embedding_model)
-        if self._embedder is not None and self._embedder.name != self.index_model:
-            self._embedder = None
-        self.store: VectorStore = open_store(self.settings, store_type=self.index_store_type,
-                                             generation=self.generation)
-        self.lexical = LexicalIndex(self._lexical_path(self.generation))
-        self._lexical_stale = True  # checked against the store before the next search
+        store_type = "chroma" if manifest else self.settings.vector_store_type
+        self._use_index(manifest.get("generation", 0),
+                        manifest.get("vector_store_type", store_type),
+                        manifest.get("embedding_model", self.settings.embedding_model))
         if manifest and manifest.get("lexical") != LEXICAL_FORMAT:  # built by an older version
             self.lexical.rebuild(self.store.chunks())
             self._write_manifest({**manifest, "generation": self.generation,
                                   "vector_store_type": self.index_store_type,
                                   "lexical": LEXICAL_FORMAT})
+
+    def _use_index(self, generation: int, store_type: str, model: str) -> None:
+        """Point the engine at one generation, with the store type and model that built it."""
+        self.generation, self.index_store_type, self.index_model = generation, store_type, model
+        if self._embedder is not None and self._embedder.name != model:
+            self._embedder = None
+        self.store: VectorStore = open_store(self.settings, store_type=store_type,
+                                             generation=generation)
+        self.lexical = LexicalIndex(self._lexical_path(generation))
+        self._lexical_stale = True  # checked against the store before the next search
 
     def _lexical_path(self, generation: int) -> Path:
         return self.settings.data_dir / f"bm25{index_name(generation)}"
@@ -113,7 +117,7 @@ class RAG:
     def _live_manifest(self, generation: int, embedder: Embedder) -> dict:
         """What a generation built now with the live settings records about itself."""
         return {**self.index_manifest(), "embedding_model": embedder.name,
-                "chunk_size": min(self.settings.chunk_size, embedder.max_tokens),
+                "chunk_size": self._chunk_size_for(embedder),
                 "embedding_dimension": embedder.dimension, "lexical": LEXICAL_FORMAT,
                 "generation": generation}
 
@@ -149,7 +153,10 @@ class RAG:
     @property
     def chunk_size(self) -> int:
         """The configured size, cut to what the embedder reads: text past it would be dropped."""
-        return min(self.settings.chunk_size, self.embedder.max_tokens)
+        return self._chunk_size_for(self.embedder)
+
+    def _chunk_size_for(self, embedder: Embedder) -> int:
+        return min(self.settings.chunk_size, embedder.max_tokens)
 
     @property
     def warnings(self) -> list[str]:
@@ -213,7 +220,7 @@ class RAG:
         chunks = chunk_document(
             document,
             embedder,
-            size=min(self.settings.chunk_size, embedder.max_tokens),
+            size=self._chunk_size_for(embedder),
             overlap=self.settings.chunk_overlap,
             strategy=self.settings.chunk_strategy,
         )
@@ -271,13 +278,8 @@ class RAG:
         ):
             return
         old = self.store
-        self.generation += 1
-        self.index_store_type = self.settings.vector_store_type
-        self.index_model = self.settings.embedding_model
-        if self._embedder is not None and self._embedder.name != self.index_model:
-            self._embedder = None
-        self.store = open_store(self.settings, generation=self.generation)
-        self.lexical = LexicalIndex(self._lexical_path(self.generation))
+        self._use_index(self.generation + 1, self.settings.vector_store_type,
+                        self.settings.embedding_model)
         old.drop()
 
     def delete(self, doc_id: str) -> bool:
