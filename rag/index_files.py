@@ -34,12 +34,16 @@ def exclusive(lock_file: Path) -> Iterator[None]:
         yield
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """A unique temporary name: two processes writing the same file never share one."""
+def write_atomically(path: Path, data: bytes | memoryview) -> None:
+    """Temporary file, fsync, rename: a crash leaves the old file or the new one, never half of
+    one. A unique temporary name: two processes writing the same file never share one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        temporary.write_bytes(data)
+        with temporary.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
@@ -61,7 +65,7 @@ def manifest_version(data_dir: Path) -> tuple[int, int] | None:
 
 
 def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
-    _write_atomically(data_dir / MANIFEST, json.dumps(manifest, indent=2).encode())
+    write_atomically(data_dir / MANIFEST, json.dumps(manifest, indent=2).encode())
 
 
 def manifest_differences(stored: dict[str, Any] | None, live: dict[str, Any]) -> list[str]:
@@ -78,7 +82,7 @@ def keep_original(data_dir: Path, doc_id: str, data: bytes) -> bool:
     path = data_dir / ORIGINALS / doc_id
     if path.exists():
         return False
-    _write_atomically(path, data)
+    write_atomically(path, data)
     return True
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.index_files import write_atomically
 from rag.types import Chunk, DocumentInfo
 
 log = logging.getLogger(__name__)
@@ -179,14 +179,7 @@ class FaissStore:
             self._catch_up()
             if not self._dirty or self._index is None:
                 return
-            temp = self._path / f"{SNAPSHOT}.{os.getpid()}.tmp"
-            try:
-                faiss.write_index(self._index, str(temp))
-                with temp.open("rb") as written:
-                    os.fsync(written.fileno())
-                os.replace(temp, self._path / SNAPSHOT)
-            finally:
-                temp.unlink(missing_ok=True)
+            write_atomically(self._path / SNAPSHOT, memoryview(faiss.serialize_index(self._index)))
             self._dirty = False
 
     def drop(self) -> None:
