@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,44 +114,24 @@ def _settings(store_name: str, work: Path, port: int | None) -> Settings:
 
 def run_store(store_name: str, n_chunks: int, work: Path) -> dict:
     work.mkdir(parents=True)
-    server, port = None, None
     if store_name == "chroma-server":
-        server, port = _start_server(work / "server")
-    try:
-        output = subprocess.run(
-            [sys.executable, __file__, "--child", store_name, "--chunks", str(n_chunks),
-             "--work", str(work), *(["--port", str(port)] if port else [])],
-            check=True, capture_output=True, text=True).stdout
-        figures = json.loads(output.strip().splitlines()[-1])
-        if server is not None:
+        from tests.chroma_fixtures import chroma_server_at  # one way to start a server
+
+        with chroma_server_at(work / "server") as server:
+            figures = _run_child(store_name, n_chunks, work, server.port)
             figures["server_rss_mb"] = _peak_rss_mb(server.pid)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+    else:
+        figures = _run_child(store_name, n_chunks, work, None)
     figures["disk_mb"] = disk_mb(work)
     return figures
 
 
-def _start_server(path: Path) -> tuple[subprocess.Popen, int]:
-    from tests.processes import free_port  # one port picker for tests and benchmarks
-
-    path.mkdir(parents=True)
-    port = free_port()
-    chroma = Path(sys.executable).with_name("chroma")
-    log = (path / "server.log").open("wb")
-    server = subprocess.Popen([str(chroma), "run", "--path", str(path / "data"), "--host",
-                               "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2)
-            return server, port
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError(f"chroma run did not start: see {path / 'server.log'}")
-            time.sleep(0.25)
+def _run_child(store_name: str, n_chunks: int, work: Path, port: int | None) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", store_name, "--chunks", str(n_chunks),
+         "--work", str(work), *(["--port", str(port)] if port else [])],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def _peak_rss_mb(pid: int) -> int:

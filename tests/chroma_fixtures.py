@@ -20,6 +20,7 @@ class ChromaServer:
     host: str
     port: int
     path: Path  # where the server keeps its data
+    pid: int
 
 
 @contextmanager
@@ -30,8 +31,8 @@ def chroma_server_at(path: Path) -> Iterator[ChromaServer]:
     command = [str(CHROMA), "run", "--path", str(path / "data"), "--host", "127.0.0.1",
                "--port", str(port)]
     with running_server(command, ready_url=f"http://127.0.0.1:{port}/api/v2/heartbeat",
-                        log=path / "server.log"):
-        yield ChromaServer("127.0.0.1", port, path / "data")
+                        log=path / "server.log") as process:
+        yield ChromaServer("127.0.0.1", port, path / "data", process.pid)
 
 
 @pytest.fixture(scope="session")

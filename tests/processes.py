@@ -43,7 +43,7 @@ def running_server(
     timeout_s: float = 60,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen]:
     """Until `ready_url` answers 200; a process that dies or stays silent fails the test with
     its log tail. Output goes to a file: an unread pipe fills and blocks the server."""
     name = Path(command[0]).name if len(command) < 3 else " ".join(command[1:3])
@@ -63,7 +63,7 @@ def running_server(
             if time.monotonic() > deadline:
                 pytest.fail(f"{name} did not answer within {timeout_s:g} s:\n{log_tail(log)}")
             time.sleep(0.25)
-        yield
+        yield server
     finally:
         server.terminate()
         try:
