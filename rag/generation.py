@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from rag.config import Settings
+from rag.llama_compat import load_llama
 from rag.local_models import resolve_gguf
 from rag.types import Chunk, Hit
 
@@ -76,7 +77,7 @@ class LLM(Protocol):
 
     name: str
 
-    def stream(self, messages: list[dict]) -> Iterator[str]: ...
+    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]: ...
 
 
 def public_url(url: str) -> str:
@@ -145,14 +146,14 @@ class OpenAIChat:
             reason = reason.replace(key, "***")
         return reason[:_MAX_REASON_CHARS]
 
-    def stream(self, messages: list[dict]) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         """Yield text deltas; a failure ends the stream with failure_message, never raises."""
         streaming = False
         try:
             response = self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,
-                max_tokens=self.max_tokens,
+                max_tokens=max_tokens or self.max_tokens,
                 temperature=self.temperature,
                 stream=True,
             )
@@ -200,11 +201,9 @@ class LlamaCppChat:
             return self._llm
         with self._lock:
             if self._llm is None:
-                from llama_cpp import Llama
-
                 # n_threads defaults to half the cores and n_ctx to 512, which truncates RAG
                 # prompts; both measured (DESIGN.md).
-                self._llm = Llama(
+                self._llm = load_llama(
                     model_path=str(self.gguf_path),
                     n_ctx=self.n_ctx,
                     n_threads=self.n_threads,
@@ -213,7 +212,7 @@ class LlamaCppChat:
                 )
             return self._llm
 
-    def stream(self, messages: list[dict]) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         """Yield text deltas; a failure ends the stream with failure_message, never raises."""
         loading = True
         try:
@@ -223,7 +222,7 @@ class LlamaCppChat:
                 # chat_format unset: llama.cpp applies the template stored in the GGUF.
                 for chunk in llm.create_chat_completion(
                     messages=messages,
-                    max_tokens=self.max_tokens,
+                    max_tokens=max_tokens or self.max_tokens,
                     temperature=self.temperature,
                     stream=True,
                 ):

@@ -20,9 +20,9 @@ class RecordingLLM:
     def __init__(self, inner) -> None:
         self.inner, self.calls, self.name = inner, 0, inner.name
 
-    def stream(self, messages):
+    def stream(self, messages, max_tokens=None):
         self.calls += 1
-        yield from self.inner.stream(messages)
+        yield from self.inner.stream(messages, max_tokens)
 
 
 @pytest.fixture(scope="module")
