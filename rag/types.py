@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,19 @@ class Hit:
             if value is not None:
                 return value
         return self.similarity
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: a stored conversation keeps its sources exactly as they were shown."""
+        return {**asdict(self.chunk), **{name: getattr(self, name) for name in _SCORES}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hit:
+        chunk = Chunk(**{name: data[name] for name in _CHUNK_FIELDS if name in data})
+        return cls(chunk, **{name: data.get(name) for name in _SCORES})
+
+
+_CHUNK_FIELDS = ("doc_id", "source", "ordinal", "text", "start", "end", "page", "heading")
+_SCORES = ("similarity", "lexical", "fused", "rerank_score")
 
 
 @dataclass(frozen=True)
