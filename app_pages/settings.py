@@ -114,6 +114,9 @@ with st.form("settings"):
         values["top_k"] = slider("top_k", "Passages per answer (top k)", 1, 20)
         values["fetch_multiplier"] = slider("fetch_multiplier", "Fetch multiplier", 1, 10)
         values["context_tokens"] = slider("context_tokens", "Context tokens", 128, 4096, 64)
+        values["followup_method"] = selectbox("followup_method", "Follow-up questions are searched")
+        values["followup_threshold"] = slider(
+            "followup_threshold", "Follow-up threshold (newest message alone)", 0.0, 1.0, 0.01)
     with right:
         values["hybrid"] = toggle("hybrid", "Hybrid search (keywords + meaning)")
         values["dense_weight"] = slider("dense_weight", "Dense weight in the fused score",

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
         "term-overlap needs no model; cross-encoder reads question and passage together "
         "(needs a local model)."))
     reranker_model: str | None = Field(None, description="Local path of a cross-encoder model.")
+    followup_method: Literal["latest", "previous-questions", "previous-sources",
+                             "questions-and-sources", "condense"] = Field(
+        "previous-questions", description=(
+            "How a follow-up is searched: latest: the newest message alone; previous-questions: "
+            "with the two questions before it; previous-sources: the last answer's sources stay "
+            "candidates; questions-and-sources: both; condense: the language model rewrites it "
+            "as a standalone question (a second prompt: seconds on a CPU)."))
+    followup_threshold: float = Field(0.12, ge=-1.0, le=1.0, description=(
+        "Cosine similarity a follow-up, read alone, must reach against the passages its "
+        "context found, so an off-topic follow-up is still refused."))
     context_tokens: int = Field(800, ge=64, le=32768, description=(
         "Tokens of retrieved text per prompt: on a CPU, reading them dominates the wait for the "
         "first word."))

@@ -12,10 +12,21 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
+
+from rag.answering import ChatService
 from rag.chunking import chunk_document
 from rag.config import Settings
+from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
-from rag.generation import LLM, REFUSAL, build_messages, create_llm, failure_message
+from rag.followups import SearchPlan, Turn, plan_search
+from rag.generation import (
+    FAILURE_PREFIX,
+    LLM,
+    REFUSAL,
+    build_messages,
+    create_llm,
+    failure_message,
+)
 from rag.index_files import (
     INDEX_FIELDS,
     WRITE_LOCK,
@@ -30,6 +41,7 @@ from rag.index_files import (
 )
 from rag.lexical import LEXICAL_FORMAT, LexicalIndex, indexed_text
 from rag.loaders import LoaderError, load
+from rag.overview import spread, target_document
 from rag.rerank import Reranker, create_reranker
 from rag.retrieval import Retrieval, rank, retrieve
 from rag.stores import VectorStore, index_name, open_store
@@ -37,6 +49,7 @@ from rag.types import Chunk, Document, DocumentInfo, Hit
 
 log = logging.getLogger(__name__)
 
+CONVERSATIONS_FILE = "conversations.sqlite3"
 IngestStatus = Literal["indexed", "already indexed", "failed"]
 T = TypeVar("T")
 
@@ -60,6 +73,31 @@ class Answer:
     refused: bool
     best_similarity: float | None
     threshold: float
+    searched: str = ""  # what was searched: the question with its conversation's context
+    overview: int = 0  # passages spread over the document, for a whole-document question
+    latest_support: float | None = None  # the newest message alone vs the passages found
+
+    @property
+    def refusal_note(self) -> str | None:
+        """Why the answer was declined before any model was asked, in numbers."""
+        if not self.refused or self.best_similarity is None:
+            return None
+        if self.best_similarity < self.threshold:
+            return (f"No passage reached the similarity threshold {self.threshold:.2f} "
+                    f"(best match {self.best_similarity:.2f}).")
+        return (f"Searched with the conversation, passages matched (best {self.best_similarity:.2f}), "
+                f"but the question alone matched none of them (best {self.latest_support:.2f}): "
+                "it seems to be about something else.")
+
+
+def _history(earlier: Sequence[Turn]) -> list[dict]:
+    """The conversation as chat messages for the prompt (build_messages keeps the last few)."""
+    messages = []
+    for turn in earlier:
+        messages.append({"role": "user", "content": turn.question})
+        if turn.answer:
+            messages.append({"role": "assistant", "content": turn.answer})
+    return messages
 
 
 def _now() -> str:
@@ -85,6 +123,8 @@ class RAG:
         self._ingest_lock = threading.RLock()
         self._model_lock = threading.Lock()
         self._reindex_lock = threading.Lock()
+        self._conversations: ConversationStore | None = None
+        self._chat: ChatService | None = None
         self._open_index()
 
     def _open_index(self) -> None:
@@ -397,10 +437,24 @@ class RAG:
 
     # --- questions ---------------------------------------------------------------------------
 
-    def retrieve(self, question: str) -> Retrieval:
+    def retrieve(self, question: str, *, latest: str | None = None, carry: Sequence[str] = (),
+                 documents: Sequence[str] = ()) -> Retrieval:
+        """`documents` scopes the search to those ids; `latest` is the newest message of a
+        follow-up searched as `question` (see retrieval.retrieve)."""
+        within = self._chunk_ids(documents) if documents else None
         return self._search(lambda parts: retrieve(
             question, top_k=self.settings.top_k, fetch_multiplier=self.settings.fetch_multiplier,
-            threshold=self.settings.similarity_threshold, **parts))
+            threshold=self.settings.similarity_threshold, within=within, carry=carry,
+            latest=latest, latest_threshold=self.settings.followup_threshold, **parts))
+
+    def _chunk_ids(self, documents: Sequence[str]) -> list[str]:
+        """Every chunk id of the listed documents among these (a deleted one has none)."""
+        ids = []
+        for doc_id in documents:
+            info = self.store.get_document(doc_id)
+            if info is not None:
+                ids.extend(f"{doc_id}:{ordinal}" for ordinal in range(info.chunks))
+        return ids
 
     def rank(self, question: str, depth: int) -> list[Hit]:
         """The full ranking to `depth`, without the threshold's gate: what evaluation scores."""
@@ -431,15 +485,59 @@ class RAG:
             "fusion": self.settings.fusion,
         }
 
-    def ask(self, question: str, history: Sequence[dict] = ()) -> Answer:
-        """With no hit above the threshold the answer is the refusal, and no LLM is called."""
-        retrieval = self.retrieve(question)
+    def ask(self, question: str, earlier: Sequence[Turn] = (),
+            documents: Sequence[str] = ()) -> Answer:
+        """With no hit above the threshold the answer is the refusal, and no LLM is called.
+        `earlier` is the conversation so far; `documents` limits the search to those ids."""
+        history = _history(earlier)
+        target = target_document(question, self.documents(), documents)
+        if target is not None:
+            hits = self._overview(target, question)
+            return Answer(hits, self._stream(build_messages(question, hits, history)), False,
+                          max(hit.similarity for hit in hits), self.settings.similarity_threshold,
+                          searched=question, overview=len(hits))
+        search = self.plan_search(question, earlier)
+        retrieval = self.retrieve(search.text, latest=search.latest, carry=search.carry,
+                                  documents=documents)
         hits = self._fit_context(retrieval.hits)
         if not hits:
-            return Answer([], iter([REFUSAL]), True, retrieval.best_similarity, retrieval.threshold)
-        messages = build_messages(question, hits, history)
-        return Answer(hits, self._stream(messages), False, retrieval.best_similarity,
-                      retrieval.threshold)
+            return Answer([], iter([REFUSAL]), True, retrieval.best_similarity,
+                          retrieval.threshold, searched=search.text,
+                          latest_support=retrieval.latest_support)
+        return Answer(hits, self._stream(build_messages(question, hits, history)), False,
+                      retrieval.best_similarity, retrieval.threshold, searched=search.text)
+
+    def plan_search(self, question: str, earlier: Sequence[Turn]) -> SearchPlan:
+        return plan_search(question, earlier, self.settings.followup_method, self.complete)
+
+    def complete(self, messages: list[dict], max_tokens: int = 64) -> str:
+        """A short whole reply (a rewritten question); empty when the model failed."""
+        text = "".join(self._stream(messages, max_tokens))
+        return "" if FAILURE_PREFIX in text else text
+
+    def _overview(self, target: DocumentInfo, question: str) -> list[Hit]:
+        """A spread of the whole document within the usual context budget."""
+        chunks = self.store.get_chunks(self._chunk_ids([target.doc_id]))
+        query = self.embedder.embed_query(question)
+        return spread(chunks, query, self.settings.context_tokens, self.embedder.count_tokens)
+
+    @property
+    def conversations(self) -> ConversationStore:
+        """Conversations live beside the index they were asked of."""
+        with self._model_lock:
+            if self._conversations is None:
+                self._conversations = ConversationStore(
+                    self.settings.data_dir / CONVERSATIONS_FILE)
+            return self._conversations
+
+    @property
+    def chat(self) -> ChatService:
+        """The worker that answers stored conversations' questions outside any page."""
+        store = self.conversations
+        with self._model_lock:
+            if self._chat is None:
+                self._chat = ChatService(self, store)
+            return self._chat
 
     def get_llm(self) -> LLM:
         with self._model_lock:
@@ -464,14 +562,14 @@ class RAG:
         except Exception:
             log.exception("preparing the language model failed")
 
-    def _stream(self, messages: list[dict]) -> Iterator[str]:
+    def _stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
         try:
             llm = self.get_llm()
         except Exception as error:  # e.g. a model package missing: say so where the answer goes
             log.exception("no language model")
             yield failure_message(str(error))
             return
-        yield from llm.stream(messages)
+        yield from llm.stream(messages, max_tokens)
 
     def _fit_context(self, hits: list[Hit]) -> list[Hit]:
         """Keep the best hits within the context budget: on a CPU, prompt reading dominates the

@@ -25,6 +25,7 @@ class Retrieval:
     hits: list[Hit]  # best first; empty when the best similarity is under the threshold
     best_similarity: float | None  # of all candidates, so a refusal can say how close it came
     threshold: float
+    latest_support: float | None = None  # a follow-up's newest message alone, when it was judged
 
 
 def rank(
@@ -37,19 +38,36 @@ def rank(
     depth: int,
     dense_weight: float = 0.7,
     fusion: Fusion = "convex",
+    within: Sequence[str] | None = None,
+    carry: Sequence[str] = (),
 ) -> list[Hit]:
     """Up to `depth` candidates from each side, best first. Every hit carries its dense
-    similarity, also the ones only BM25 found, so the threshold can judge any of them."""
+    similarity, also the ones only BM25 found, so the threshold can judge any of them.
+
+    `within` limits the search to those chunk ids (a conversation scoped to chosen documents:
+    searched exactly, not filtered after the fact, so a small document is never crowded out);
+    `carry` adds chunks as candidates whatever their rank (the previous answer's sources)."""
     query = embedder.embed_query(question)
-    dense = {chunk.chunk_id: (chunk, similarity) for chunk, similarity in store.query(query, depth)}
+    if within is None:
+        found = store.query(query, depth)
+    else:
+        found = heapq.nlargest(depth, ((chunk, _cosine(query, vector))
+                                       for chunk, vector in store.get_chunks(within)),
+                               key=lambda pair: pair[1])
+    dense = {chunk.chunk_id: (chunk, similarity) for chunk, similarity in found}
+    allowed = None if within is None else set(within)
+    lexical_scores = {}
+    if lexical is not None:
+        lexical_scores = {chunk_id: score for chunk_id, score in lexical.scores(question).items()
+                          if allowed is None or chunk_id in allowed}
+    top_lexical = heapq.nlargest(depth, lexical_scores, key=lexical_scores.__getitem__)
+    missing = [chunk_id for chunk_id in (*top_lexical, *carry) if chunk_id not in dense
+               and (allowed is None or chunk_id in allowed)]
+    for chunk, vector in store.get_chunks(list(dict.fromkeys(missing))):
+        dense[chunk.chunk_id] = (chunk, _cosine(query, vector))
     if lexical is None:
         hits = [Hit(chunk, similarity) for chunk, similarity in dense.values()]
     else:
-        lexical_scores = lexical.scores(question)
-        top_lexical = heapq.nlargest(depth, lexical_scores, key=lexical_scores.__getitem__)
-        missing = [chunk_id for chunk_id in top_lexical if chunk_id not in dense]
-        for chunk, vector in store.get_chunks(missing):
-            dense[chunk.chunk_id] = (chunk, _cosine(query, vector))
         hits = _fuse(list(dense.values()), lexical_scores, dense_weight, fusion)
     if reranker is not None:
         hits = reranker.rerank(question, hits)
@@ -68,15 +86,38 @@ def retrieve(
     threshold: float,
     dense_weight: float = 0.7,
     fusion: Fusion = "convex",
+    within: Sequence[str] | None = None,
+    carry: Sequence[str] = (),
+    latest: str | None = None,
+    latest_threshold: float = 0.0,
 ) -> Retrieval:
     """The threshold gates the question on its best dense similarity: BM25 can rank a passage
-    but cannot make an off-topic question look answerable, so the refusal keeps its meaning."""
+    but cannot make an off-topic question look answerable, so the refusal keeps its meaning.
+
+    A follow-up is searched with its context (`question`), which carries the earlier topic into
+    the search; so that the context cannot carry an off-topic newest message (`latest`) past the
+    gate, that message alone must also reach `latest_threshold` against the passages found."""
     hits = rank(question, embedder=embedder, store=store, lexical=lexical, reranker=reranker,
-                depth=top_k * fetch_multiplier, dense_weight=dense_weight, fusion=fusion)
+                depth=top_k * fetch_multiplier, dense_weight=dense_weight, fusion=fusion,
+                within=within, carry=carry)
     best, refused = threshold_gate(hits, threshold)
-    if refused:
-        return Retrieval(hits=[], best_similarity=best, threshold=threshold)
-    return Retrieval(hits=hits[:top_k], best_similarity=best, threshold=threshold)
+    support = None
+    if not refused and latest is not None and latest != question:
+        support = latest_support(embedder, store, latest, hits[:top_k])
+        refused = support < latest_threshold
+    return Retrieval(hits=[] if refused else hits[:top_k], best_similarity=best,
+                     threshold=threshold, latest_support=support)
+
+
+def latest_support(embedder: Embedder, store: VectorStore, latest: str,
+                   hits: Sequence[Hit]) -> float:
+    """How close the newest message alone comes to the passages its contextual search found
+    (their stored vectors: one query embedding, no passage embedded again)."""
+    stored = store.get_chunks([hit.chunk.chunk_id for hit in hits])
+    if not stored:
+        return -1.0
+    query = embedder.embed_query(latest)
+    return max(_cosine(query, vector) for _, vector in stored)
 
 
 def threshold_gate(hits: Sequence[Hit], threshold: float) -> tuple[float | None, bool]:
