@@ -1,4 +1,4 @@
-"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete|reindex|eval ..."""
+"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete|reindex|eval|conversations|export ..."""
 
 from __future__ import annotations
 
@@ -38,7 +38,18 @@ def _parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="answer a question from the indexed documents")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--conversation", metavar="NAME",
+                     help="continue (or start) the stored conversation NAME (a name or id)")
+    ask.add_argument("--documents", metavar="ID_OR_NAME,...",
+                     help="search only these documents (ids, id prefixes or file names)")
     ask.set_defaults(run=_ask)
+
+    conversations = commands.add_parser("conversations", help="list stored conversations")
+    conversations.set_defaults(run=_conversations)
+
+    export = commands.add_parser("export", help="print a conversation as Markdown")
+    export.add_argument("conversation", metavar="NAME", help="its name or id")
+    export.set_defaults(run=_export)
 
     listing = commands.add_parser("list", help="list indexed documents")
     listing.set_defaults(run=_list)
@@ -136,20 +147,98 @@ def _progress(verb: str):
 
 
 def _ask(rag, args) -> int:
-    answer = rag.ask(args.question)
+    try:
+        documents = _resolve_documents(rag, args.documents) if args.documents else ()
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if args.conversation:
+        return _ask_in_conversation(rag, args, documents)
+    from rag.answering import finish
+
+    answer = rag.ask(args.question, documents=documents)
     if args.json:
-        text = "".join(answer.deltas)
-        print(json.dumps({"answer": text, "refused": answer.refused,
-                          "sources": [_source(hit) for hit in answer.hits]}, ensure_ascii=False))
+        final = finish("".join(answer.deltas), answer.hits, rag.embedder, answer.refused)
+        print(json.dumps(_answer_json(final.text, answer.refused, answer.hits, answer.searched,
+                                      final.cited), ensure_ascii=False))
         return 0
     for delta in answer.deltas:
         print(delta, end="", flush=True)
     print()
-    if answer.refused and answer.best_similarity is not None:
-        print(f"(best similarity {answer.best_similarity:.2f} < threshold {answer.threshold:.2f})")
-    for number, hit in enumerate(answer.hits, start=1):
+    if answer.refusal_note:
+        print(f"({answer.refusal_note})")
+    _print_sources(answer.hits, ())
+    return 0
+
+
+def _ask_in_conversation(rag, args, documents) -> int:
+    """The same worker and store as the app: the exchange is saved, and the next process's
+    follow-up is searched with it."""
+    store = rag.conversations
+    conversation = store.find(args.conversation) or store.create(args.conversation, documents)
+    job = rag.chat.ask(conversation.id, args.question, documents=documents or None)
+    if args.json:
+        job.wait()
+    else:
+        for delta in job.follow():
+            print(delta, end="", flush=True)
+        print()
+    message = next(m for m in store.messages(conversation.id) if m.id == job.message_id)
+    if args.json:
+        print(json.dumps({**_answer_json(message.content, message.status == "refused",
+                                         message.sources, message.searched, message.cited),
+                          "conversation": conversation.id}, ensure_ascii=False))
+        return 0
+    if message.note:
+        print(f"({message.note})")
+    if message.searched and message.searched != args.question:
+        print(f"(searched as: {message.searched})")
+    _print_sources(message.sources, message.cited)
+    return 0
+
+
+def _answer_json(text, refused, hits, searched, cited) -> dict:
+    return {"answer": text, "refused": refused, "sources": [_source(hit) for hit in hits],
+            "searched": searched, "cited": list(cited)}
+
+
+def _print_sources(hits, cited) -> None:
+    for number, hit in enumerate(hits, start=1):
         where = f"p. {hit.chunk.page}" if hit.chunk.page else (hit.chunk.heading or "")
-        print(f"[{number}] {hit.chunk.source} {where} ({_scores(hit)})")
+        mark = " cited" if number in cited else ""
+        print(f"[{number}] {hit.chunk.source} {where} ({_scores(hit)}){mark}")
+
+
+def _resolve_documents(rag, names: str) -> tuple[str, ...]:
+    """Ids, unique id prefixes or exact file names; an unknown one is an error, not ignored."""
+    listed = rag.documents()
+    resolved = []
+    for name in filter(None, (part.strip() for part in names.split(","))):
+        matches = [info for info in listed if info.source == name] or [
+            info for info in listed if info.doc_id.startswith(name)]
+        if len(matches) != 1:
+            reason = "no document" if not matches else f"{len(matches)} documents"
+            raise LookupError(f"{reason} named or with id {name}")
+        resolved.append(matches[0].doc_id)
+    return tuple(resolved)
+
+
+def _conversations(rag, args) -> int:
+    for conversation in rag.conversations.list():
+        count = len(rag.conversations.messages(conversation.id)) // 2
+        print(f"{conversation.id[:12]}  {conversation.updated_at}  {count} questions  "
+              f"{conversation.title}")
+    return 0
+
+
+def _export(rag, args) -> int:
+    from rag.conversation_export import to_markdown
+
+    conversation = rag.conversations.find(args.conversation)
+    if conversation is None:
+        print(f"no conversation named or with id {args.conversation}", file=sys.stderr)
+        return 1
+    print(to_markdown(conversation, rag.conversations.messages(conversation.id)))
     return 0
 
 

@@ -55,7 +55,9 @@ def test_ask_json_streams_from_the_openai_compatible_server(indexed, llm_server)
     )
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
-    assert set(output) == {"answer", "refused", "sources"}
+    assert set(output) == {"answer", "refused", "sources", "searched", "cited"}
+    assert output["searched"] == "How are JavaScript numbers represented as integers in traces?"
+    assert all(1 <= number <= len(output["sources"]) for number in output["cited"])
     assert output["refused"] is False
     assert output["answer"].strip() and "language model failed" not in output["answer"]
     top = output["sources"][0]
@@ -71,7 +73,8 @@ def test_unrelated_question_is_refused_and_never_reaches_the_llm(indexed, unused
                      "--json", env={"RAG_LLM_BASE_URL": f"http://127.0.0.1:{unused_port}/v1"})
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
-    assert output == {"answer": REFUSAL, "refused": True, "sources": []}
+    assert output == {"answer": REFUSAL, "refused": True, "sources": [], "cited": [],
+                      "searched": "What is a good recipe for chocolate chip cookies?"}
 
 
 def test_plain_ask_streams_text_then_lists_sources(indexed, llm_server):
@@ -114,3 +117,44 @@ def test_saved_settings_apply_and_reindex_rebuilds(tmp_path, bench_data):
     after = int(rebuilt.split("indexed (")[1].split()[0])
     assert rebuilt.startswith("rust-book-ch08-02-strings.md: indexed (") and after > 2 * before
     assert lines[-1] == "re-index complete: generation 1 is live"
+
+
+def test_a_follow_up_in_a_second_process_is_searched_with_the_first_question(indexed, llm_server):
+    """Each ask is its own process: the conversation's context can only come from its store.
+    (Alone, the follow-up is refused, and an off-topic one still is: tests/test_followups.py.)"""
+    data_dir = indexed[0]
+    env = {"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MODEL": "smollm2", "RAG_LLM_MAX_TOKENS": "24"}
+    first_question = "What machine were the TraceMonkey benchmark experiments run on?"
+    first = run_cli(data_dir, "ask", first_question, "--json", "--conversation", "bench machine",
+                    env=env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["sources"][0]["page"] == 10
+
+    follow_up = run_cli(data_dir, "ask", "How much RAM did it have?", "--json",
+                        "--conversation", "bench machine", env=env)
+    assert follow_up.returncode == 0, follow_up.stderr
+    output = json.loads(follow_up.stdout)
+    assert not output["refused"]
+    assert output["searched"] == f"How much RAM did it have? {first_question}"
+    assert 10 in [source["page"] for source in output["sources"]]
+
+    listing = run_cli(data_dir, "conversations")
+    assert listing.returncode == 0 and "2 questions  bench machine" in listing.stdout
+    exported = run_cli(data_dir, "export", "bench machine")
+    assert exported.returncode == 0
+    assert "How much RAM did it have?" in exported.stdout and "tracemonkey.pdf" in exported.stdout
+    assert exported.stdout.index(first_question) < exported.stdout.index("How much RAM")
+    assert run_cli(data_dir, "export", "no such chat").returncode == 1
+
+
+def test_documents_scope_the_question(indexed, bench_data, unused_port):
+    data_dir = indexed[0]
+    md = bench_data / "docs/markdown/rust-book-ch04-01-what-is-ownership.md"
+    assert run_cli(data_dir, "ingest", str(md)).returncode == 0
+    question = "How are JavaScript numbers represented as integers in traces?"
+    env = {"RAG_LLM_BASE_URL": f"http://127.0.0.1:{unused_port}/v1"}
+    elsewhere = run_cli(data_dir, "ask", question, "--json", "--documents", md.name, env=env)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert json.loads(elsewhere.stdout)["refused"], "the answer's page is outside the scope"
+    unknown = run_cli(data_dir, "ask", question, "--documents", "nope.pdf")
+    assert unknown.returncode == 2 and "no document named or with id nope.pdf" in unknown.stderr
