@@ -237,3 +237,9 @@ def test_highlight_returns_the_best_sentences_in_document_order(embedder) -> Non
         "Therefore, Rust doesn’t need to free anything when `s1` goes\nout of scope.",
     ]
     assert highlight(passage, REFUSAL, embedder) == []
+
+
+def test_highlight_leaves_a_passage_the_answer_did_not_use_unmarked(embedder) -> None:
+    ownership = recorded(QWEN, "Why is s1")["passages"][1]
+    assert highlight(ownership, MACHINE, embedder) == []
+    assert highlight(ownership, MACHINE, embedder, min_similarity=-1.0), "only the cut-off hides it"
