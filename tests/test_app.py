@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from rag.citations import link_markers
+from rag.conversations import title_from
 from rag.generation import REFUSAL
 
 pytestmark = pytest.mark.slow
@@ -121,7 +124,7 @@ def test_off_topic_question_is_refused_with_the_threshold(uploaded: AppTest) -> 
     assert [caption.value for caption in at.chat_message[1].caption] == captions
 
 
-def test_two_sessions_do_not_share_chat_history(uploaded: AppTest) -> None:
+def test_two_sessions_hold_their_own_conversations(uploaded: AppTest) -> None:
     first, second = new_app().run(), new_app().run()
     ask(first, OFF_TOPIC_QUESTION)
     second.run()
@@ -132,6 +135,7 @@ def test_two_sessions_do_not_share_chat_history(uploaded: AppTest) -> None:
     assert [m.markdown[0].value for m in first.chat_message] == [OFF_TOPIC_QUESTION, REFUSAL]
     assert second.chat_message[0].markdown[0].value == "Where can I park my bicycle?"
     assert len(second.chat_message) == 2
+    assert first.query_params["c"] != second.query_params["c"]
 
 
 def test_documents_page_lists_and_deletes(uploaded: AppTest) -> None:
@@ -162,14 +166,204 @@ def test_documents_page_lists_and_deletes(uploaded: AppTest) -> None:
     assert _sidebar_count(at) == "1"
 
 
-def test_new_chat_clears_this_sessions_history(uploaded: AppTest) -> None:
+def test_new_chat_starts_another_conversation_and_keeps_the_old_one(uploaded: AppTest) -> None:
     at = ask(new_app().run(), OFF_TOPIC_QUESTION)
     assert len(at.chat_message) == 2
+    old = at.query_params["c"]
     at.button(key="new-chat").click().run()
     _no_exceptions(at)
     assert len(at.chat_message) == 0
+    assert "c" not in at.query_params
     at.run()
     assert len(at.chat_message) == 0
+    at.button(key=f"open-{old}").click().run()
+    assert [m.markdown[0].value for m in at.chat_message] == [OFF_TOPIC_QUESTION, REFUSAL]
+
+
+# --- Conversations -------------------------------------------------------------------------------
+
+FOLLOW_UP = "And how are doubles represented?"
+
+
+def _engine():
+    from ui.state import get_rag
+
+    return get_rag()
+
+
+def _opened(conversation_id: str) -> AppTest:
+    """A new browser session on the conversation's URL: what a reload or a shared link opens."""
+    at = new_app()
+    at.query_params["c"] = conversation_id
+    return at.run()
+
+
+def _shown(at: AppTest) -> list[str]:
+    return [message.markdown[0].value for message in at.chat_message]
+
+
+@pytest.fixture(scope="module")
+def asked_twice(uploaded: AppTest) -> tuple[str, AppTest, bool]:
+    """A question, and another one 2 s later while the first is still being answered.
+
+    AppTest cannot interrupt its own script run as a browser does, so the first question is
+    asked as an interrupted run leaves it: answering in the engine's worker, with no page
+    following it. The page, open on that conversation, then asks again."""
+    at = new_app().run()
+    ask(at, OFF_TOPIC_QUESTION)  # creates the conversation (refused: no model call)
+    conversation_id = at.query_params["c"]
+    first = _engine().chat.ask(conversation_id, NUMBERS_QUESTION)
+    time.sleep(2)
+    answering = not first.done
+    ask(at, FOLLOW_UP)
+    return conversation_id, at, answering
+
+
+def test_a_question_asked_while_an_answer_streams_waits_and_both_complete(
+    asked_twice: tuple[str, AppTest, bool],
+) -> None:
+    conversation_id, at, answering = asked_twice
+    _no_exceptions(at)
+    assert answering, "the first answer was complete before the second question: nothing tested"
+    shown = _shown(at)
+    assert shown[::2] == [OFF_TOPIC_QUESTION, NUMBERS_QUESTION, FOLLOW_UP]
+    stored = _engine().conversations.messages(conversation_id)
+    answers = [message for message in stored if message.role == "assistant"]
+    assert [message.status for message in answers][0] == "refused"
+    for message in answers[1:]:
+        assert message.status in ("done", "refused"), (message.status, message.content)
+        assert message.content.strip() and message.finished_at
+    assert shown[1::2] == [link_markers(m.content, lambda n: f"#m{m.id}-s{n}") for m in answers]
+    assert not _engine().chat.jobs(conversation_id)
+    assert not any("Waiting for" in caption.value for caption in at.caption)
+
+
+def test_a_reload_reopens_the_conversation(asked_twice: tuple[str, AppTest, bool]) -> None:
+    conversation_id, at, _ = asked_twice
+    reloaded = _opened(conversation_id)
+    _no_exceptions(reloaded)
+    assert _shown(reloaded) == _shown(at)
+    assert reloaded.sidebar.button(key=f"open-{conversation_id}").proto.type == "primary"
+
+
+def test_after_a_restart_the_conversation_reopens_from_the_list(
+    asked_twice: tuple[str, AppTest, bool],
+) -> None:
+    conversation_id, at, _ = asked_twice
+    _clear_engine()  # a server restart: a new engine, its store opened from the data dir
+    fresh = new_app().run()
+    assert not fresh.chat_message
+    listed = [button.key for button in fresh.sidebar.button if button.key.startswith("open-")]
+    assert listed == [f"open-{c.id}" for c in _engine().conversations.list()]  # newest first
+    button = fresh.sidebar.button(key=f"open-{conversation_id}")
+    assert button.label == title_from(OFF_TOPIC_QUESTION)  # titled by its first question
+    fresh.sidebar.button(key=f"open-{conversation_id}").click().run()
+    _no_exceptions(fresh)
+    assert fresh.query_params["c"] == conversation_id
+    assert _shown(fresh) == _shown(at)
+
+
+INJECTED = ('<script>window.pwned = 1</script>\n\n# Not a heading\n'
+            '<img src="x" onerror="window.pwned = 2"> [link](javascript:alert(1))')
+
+
+@pytest.fixture(scope="module")
+def cited(uploaded: AppTest) -> tuple[str, int, list]:
+    """A stored answer that cites its second source, over real passages and a hostile one."""
+    from rag.types import Chunk, Hit
+
+    engine = _engine()
+    hits = engine.retrieve(NUMBERS_QUESTION).hits[:3]
+    assert len(hits) == 3 and all(hit.chunk.page for hit in hits)
+    hostile = Hit(Chunk("0" * 64, "hostile.html", 0, INJECTED, 0, len(INJECTED)), 0.41)
+    sentence = hits[1].chunk.text.split(". ")[0]
+    store = engine.conversations
+    conversation = store.create()
+    store.add_message(conversation.id, "user", NUMBERS_QUESTION)
+    answer = store.add_message(
+        conversation.id, "assistant", f"{sentence} [2].", status="done",
+        sources=[*hits, hostile], cited=(2,), meta={"attributed": False, "overview": 0},
+    )
+    return conversation.id, answer.id, hits
+
+
+def test_a_cited_marker_links_to_its_source_and_uncited_ones_are_not_marked(
+    cited: tuple[str, int, list],
+) -> None:
+    conversation_id, message_id, hits = cited
+    at = _opened(conversation_id)
+    _no_exceptions(at)
+    assistant = at.chat_message[1]
+    assert f"[[2]](#m{message_id}-s2)" in assistant.markdown[0].value
+    labels = [expander.label for expander in assistant.expander]
+    assert labels[0].startswith("[2] ") and "cited" in labels[0], labels
+    assert [label.split(" ")[0] for label in labels] == ["[2]", "[1]", "[3]", "[4]"]
+    assert not any("cited" in label for label in labels[1:]), labels
+    passages = [m.value for m in assistant.markdown if m.value.startswith("<div")]
+    assert f'id="m{message_id}-s2"' in passages[0] and "<mark>" in passages[0]
+    hostile = passages[3]
+    assert "<script>" not in hostile and "<img" not in hostile and "\n" not in hostile
+    assert "&lt;script&gt;window.pwned = 1&lt;/script&gt;" in hostile
+
+
+def test_a_cited_pdf_page_can_be_viewed(cited: tuple[str, int, list]) -> None:
+    conversation_id, message_id, hits = cited
+    at = _opened(conversation_id)
+    assert not at.image  # drawn only when asked for
+    at.toggle(key=f"m{message_id}-page-2").set_value(True).run()
+    _no_exceptions(at)
+    assert at.image[0].captions == [f"tracemonkey.pdf, page {hits[1].chunk.page}"]
+
+
+def test_rename_export_and_delete_with_confirmation(uploaded: AppTest) -> None:
+    from rag.conversation_export import to_markdown
+
+    at = ask(new_app().run(), OFF_TOPIC_QUESTION)
+    conversation_id = at.query_params["c"]
+    store = _engine().conversations
+    at.text_input(key=f"title-{conversation_id}").input("Cookies").run()
+    _no_exceptions(at)
+    assert store.get(conversation_id).title == "Cookies"
+    assert at.sidebar.button(key=f"open-{conversation_id}").label == "Cookies"
+    assert at.main.subheader[0].value == "Cookies"
+
+    assert at.get("download_button")[0].label == "Export as Markdown"
+    exported = to_markdown(store.get(conversation_id), store.messages(conversation_id))
+    assert "Cookies" in exported and OFF_TOPIC_QUESTION in exported and REFUSAL in exported
+
+    at.button(key="delete-conversation").click().run()
+    assert any("Delete “Cookies”?" in warning.value for warning in at.warning)
+    at.button(key="cancel-delete-conversation").click().run()
+    assert store.get(conversation_id) is not None and not at.warning
+    at.button(key="delete-conversation").click().run()
+    at.button(key="confirm-delete-conversation").click().run()
+    _no_exceptions(at)
+    assert store.get(conversation_id) is None and not store.messages(conversation_id)
+    assert not at.chat_message and "c" not in at.query_params
+    assert not any(button.key == f"open-{conversation_id}" for button in at.sidebar.button)
+
+
+def test_a_conversation_scoped_to_a_document_answers_an_overview(uploaded: AppTest) -> None:
+    doc_id = next(info.doc_id for info in _engine().documents()
+                  if info.source == "tracemonkey.pdf")
+    at = new_app().run()
+    assert any("belong" in caption.value or "stored with this index" in caption.value
+               for caption in at.sidebar.caption)
+    at.multiselect(key="scope-new").select(doc_id).run()
+    ask(at, "What is this document about?")
+    _no_exceptions(at)
+    conversation_id = at.query_params["c"]
+    assert _engine().conversations.get(conversation_id).documents == (doc_id,)
+    assert at.multiselect(key=f"scope-{conversation_id}").value == [doc_id]
+    assistant = at.chat_message[1]
+    overview = [c.value for c in assistant.caption if c.value.startswith("Overview drawn from")]
+    assert overview, [c.value for c in assistant.caption]
+    assert len(assistant.expander) > 1
+    pages = {label.split(" — ")[1] for label in (e.label for e in assistant.expander)}
+    assert len(pages) > 1, pages  # a spread over the document, not one fragment
+
+    at.multiselect(key=f"scope-{conversation_id}").unselect(doc_id).run()
+    assert _engine().conversations.get(conversation_id).documents == ()
 
 
 # --- Settings page -------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 ARTIFACTS = REPO / "artifacts"
 NUMBERS_QUESTION = "How are JavaScript numbers represented as integers in traces?"
+# An answer's text, as it streams (live-answer-m<id>) or as stored (answer-m<id>); no sources.
+ANSWER = '[class*="answer-m"] [data-testid="stMarkdown"]'
 LONG_MS = 120_000  # the first run loads the embedder; an upload embeds a 14-page PDF on 2 cores
 
 
@@ -58,6 +60,17 @@ def _wait_idle(page) -> None:
     """Until the app's script run has ended."""
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
         timeout=LONG_MS
+    )
+
+
+def _settled(page) -> None:
+    """Until the run has ended and the stored answers replaced the streamed ones (the page
+    reruns once when its answers are complete; between the two runs it is briefly idle)."""
+    page.wait_for_function(
+        """() => document.querySelector('[data-testid="stApp"]')?.dataset.testScriptState
+                 === 'notRunning'
+             && !document.querySelector('[data-stale="true"], [class*="st-key-live-answer-"]')""",
+        timeout=LONG_MS,
     )
 
 
@@ -144,15 +157,13 @@ def test_upload_then_ask_in_a_browser(app_url: str, bench_data: Path, tmp_path: 
                 has_text="tracemonkey.pdf"
             ).filter(has_text="page 5")
             expect(source.first).to_be_visible(timeout=LONG_MS)
-            # The answer: the message's markdown that is no caption (a caption heads the sources).
-            answer = assistant.locator(
-                '[data-testid="stMarkdown"]:not(:has([data-testid="stCaptionContainer"]))'
-            )
+            answer = assistant.locator(ANSWER)
             seen = _watch_text(page, answer)
             text = seen[-1]
             assert "The language model failed" not in text, text
             assert len(seen) >= 2, f"the answer came in one piece, not streamed: {seen}"
             assert len(seen[0]) < len(text), seen
+            _settled(page)
             source.first.click()  # the passage itself, as plain text
             expect(assistant.locator('[data-testid="stExpanderDetails"]').first).to_contain_text(
                 "integer", timeout=10_000

@@ -1,4 +1,5 @@
-"""One engine per server process, shared by every browser session; chat state per session."""
+"""One engine per server process, shared by every browser session (conversations are stored by
+the engine; ui/conversations.py keeps which one a tab shows)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,3 @@ def get_rag() -> RAG:
     engine.embedder  # noqa: B018  load it now, under the spinner, not on the first question
     return engine
 
-
-def chat_messages() -> list[dict]:
-    """This browser session's conversation; another tab is another session and another list."""
-    return st.session_state.setdefault("messages", [])
