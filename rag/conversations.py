@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from rag.sqlite_transactions import immediate
 from rag.types import Hit
 
 FILE_NAME = "conversations.sqlite3"  # under data_dir; the caller passes the full path
@@ -229,15 +230,8 @@ class ConversationStore:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._db):
+            yield
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:

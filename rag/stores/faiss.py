@@ -8,13 +8,14 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from rag.index_files import write_atomically
+from rag.sqlite_transactions import immediate
 from rag.types import Chunk, DocumentInfo
 
 log = logging.getLogger(__name__)
@@ -245,17 +246,8 @@ class FaissStore:
             raise
         self._dirty = True
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """IMMEDIATE takes the write lock up front, so two writers wait instead of failing."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
+    def _transaction(self) -> AbstractContextManager[None]:
+        return immediate(self._db)
 
     def _dimension(self) -> int | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
