@@ -6,7 +6,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: setup run test bench bench-retrieval bench-scale
+.PHONY: setup run test bench bench-retrieval bench-scale bench-followups
 
 setup: $(STAMP)
 
@@ -39,3 +39,8 @@ bench-retrieval: setup
 # Stores at 100k chunks (issue 6): add rate, query latency, reopen, disk, RSS; about 16 minutes.
 bench-scale: setup
 	$(PYTHON) bench/scale.py
+
+# Follow-up questions (issue 11): search methods, the follow-up gate, whole-document questions
+# and answers end to end with the default model; about 25 min, the first run indexes 16 documents.
+bench-followups: setup
+	$(PYTHON) bench/followups.py
