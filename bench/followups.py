@@ -116,6 +116,18 @@ def sweep(tally: Tally, label: str) -> None:
         print(f"  {cut:.2f}: {share(sum(off), len(off))}  {share(sum(on), len(on))}")
 
 
+def readme_index(args: argparse.Namespace) -> RAG:
+    """The README in an index of its own: it quotes this benchmark's off-topic questions, so
+    beside the conversations' documents it would make them look answerable."""
+    rag = RAG(Settings().model_copy(update={"data_dir": args.data_dir / "readme"}))
+    readme = (REPO / "README.md").read_bytes()
+    for info in rag.documents():  # an earlier version of the README
+        if info.doc_id != hashlib.sha256(readme).hexdigest():
+            rag.delete(info.doc_id)
+    rag.ingest([("README.md", readme)])
+    return rag
+
+
 def single_turn(rag: RAG) -> str:
     """The samples/ questions about the README: a conversation's first turn is searched as it
     always was, so these must not change."""
@@ -190,11 +202,9 @@ def main() -> None:
     started = time.perf_counter()
     rag.ingest([(Path(path).name, (BENCH_DATA / path).read_bytes())
                 for path in spec["documents"]])
-    readme = (REPO / "README.md").read_bytes()
-    for info in rag.documents():  # the README of an earlier run: one copy, the current one
-        if info.source == "README.md" and info.doc_id != hashlib.sha256(readme).hexdigest():
+    for info in rag.documents():  # runs before this one also indexed the README here
+        if info.source == "README.md":
             rag.delete(info.doc_id)
-    rag.ingest([("README.md", readme)])
     print(f"index: {len(rag.documents())} documents, {rag.store.count()} chunks "
           f"({time.perf_counter() - started:.0f} s)")
     conversations = spec["conversations"]
@@ -216,7 +226,7 @@ def main() -> None:
         if method == "latest":
             base = statistics.mean(later.seconds)
             print(first.row("(first turns, any method)", None))
-    print(f"\nsingle-turn control (samples/ over the README): {single_turn(rag)}")
+    print(f"\nsingle-turn control (samples/ over the README): {single_turn(readme_index(args))}")
 
     default = Settings.model_fields["followup_method"].default
     for label, part in (("train half", train), ("test half", test)):
