@@ -43,9 +43,4 @@ def _date(stamp: str) -> str:
 
 
 def _source(hit: Hit) -> str:
-    where = [hit.chunk.source]
-    if hit.chunk.page is not None:
-        where.append(f"page {hit.chunk.page}")
-    if hit.chunk.heading:
-        where.append(f"section {hit.chunk.heading}")
-    return f"{', '.join(where)} — similarity {hit.similarity:.3f}"
+    return f"{hit.chunk.label} — similarity {hit.similarity:.3f}"

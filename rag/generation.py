@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from rag.config import Settings
 from rag.llama_compat import load_llama
 from rag.local_models import resolve_gguf
-from rag.types import Chunk, Hit
+from rag.types import Hit
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -44,15 +44,6 @@ def failure_message(reason: str) -> str:
     return f"{FAILURE_PREFIX}{reason}]"
 
 
-def _source_label(chunk: Chunk) -> str:
-    parts = [chunk.source]
-    if chunk.page is not None:
-        parts.append(f"page {chunk.page}")
-    if chunk.heading:
-        parts.append(f"section {chunk.heading}")
-    return ", ".join(parts)
-
-
 def build_messages(question: str, hits: Sequence[Hit], history: Sequence[dict] = ()) -> list[dict]:
     """Sources are numbered in hit order with repeats dropped (fusion can return one chunk
     twice), so [n] in the answer is the n-th distinct hit."""
@@ -62,7 +53,7 @@ def build_messages(question: str, hits: Sequence[Hit], history: Sequence[dict] =
         if hit.chunk.chunk_id in seen:
             continue
         seen.add(hit.chunk.chunk_id)
-        blocks.append(f"[{len(blocks) + 1}] {_source_label(hit.chunk)}\n{hit.chunk.text.strip()}")
+        blocks.append(f"[{len(blocks) + 1}] {hit.chunk.label}\n{hit.chunk.text.strip()}")
     system = SYSTEM_PROMPT.format(refusal=REFUSAL, sources="\n\n".join(blocks))
     turns = [
         {"role": turn["role"], "content": turn["content"]}

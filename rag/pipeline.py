@@ -45,7 +45,7 @@ from rag.overview import spread, target_document
 from rag.rerank import Reranker, create_reranker
 from rag.retrieval import Retrieval, rank, retrieve
 from rag.stores import VectorStore, index_name, open_store
-from rag.types import Chunk, Document, DocumentInfo, Hit
+from rag.types import Chunk, Document, DocumentInfo, Hit, chunk_id
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,7 @@ class RAG:
         for doc_id in documents:
             info = self.store.get_document(doc_id)
             if info is not None:
-                ids.extend(f"{doc_id}:{ordinal}" for ordinal in range(info.chunks))
+                ids.extend(chunk_id(doc_id, ordinal) for ordinal in range(info.chunks))
         return ids
 
     def rank(self, question: str, depth: int) -> list[Hit]:

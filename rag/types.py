@@ -39,7 +39,22 @@ class Chunk:
 
     @property
     def chunk_id(self) -> str:
-        return f"{self.doc_id}:{self.ordinal}"
+        return chunk_id(self.doc_id, self.ordinal)
+
+    @property
+    def label(self) -> str:
+        """Where it is from, as a prompt or an export cites it: "a.pdf, page 3"."""
+        parts = [self.source]
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        if self.heading:
+            parts.append(f"section {self.heading}")
+        return ", ".join(parts)
+
+
+def chunk_id(doc_id: str, ordinal: int) -> str:
+    """A chunk's id is known from its document's id and its position, without reading it."""
+    return f"{doc_id}:{ordinal}"
 
 
 @dataclass(frozen=True)
