@@ -41,7 +41,7 @@ from rag.index_files import (
 )
 from rag.lexical import LEXICAL_FORMAT, LexicalIndex, indexed_text
 from rag.loaders import LoaderError, load
-from rag.overview import spread, target_document
+from rag.overview import is_whole_document_question, spread, target_document
 from rag.rerank import Reranker, create_reranker
 from rag.retrieval import Retrieval, rank, retrieve
 from rag.stores import VectorStore, index_name, open_store
@@ -490,7 +490,9 @@ class RAG:
         """With no hit above the threshold the answer is the refusal, and no LLM is called.
         `earlier` is the conversation so far; `documents` limits the search to those ids."""
         history = _history(earlier)
-        target = target_document(question, self.documents(), documents)
+        # listing the documents costs a store read: only for questions that may need it
+        target = (target_document(question, self.documents(), documents)
+                  if is_whole_document_question(question) else None)
         if target is not None:
             hits = self._overview(target, question)
             return Answer(hits, self._stream(build_messages(question, hits, history)), False,

@@ -48,23 +48,26 @@ def rank(
     searched exactly, not filtered after the fact, so a small document is never crowded out);
     `carry` adds chunks as candidates whatever their rank (the previous answer's sources)."""
     query = embedder.embed_query(question)
+    scoped = None  # every chunk in scope with its similarity: read once, ranked here
     if within is None:
         found = store.query(query, depth)
     else:
-        found = heapq.nlargest(depth, ((chunk, _cosine(query, vector))
-                                       for chunk, vector in store.get_chunks(within)),
-                               key=lambda pair: pair[1])
+        scoped = {chunk.chunk_id: (chunk, _cosine(query, vector))
+                  for chunk, vector in store.get_chunks(within)}
+        found = heapq.nlargest(depth, scoped.values(), key=lambda pair: pair[1])
     dense = {chunk.chunk_id: (chunk, similarity) for chunk, similarity in found}
-    allowed = None if within is None else set(within)
     lexical_scores = {}
     if lexical is not None:
         lexical_scores = {chunk_id: score for chunk_id, score in lexical.scores(question).items()
-                          if allowed is None or chunk_id in allowed}
+                          if scoped is None or chunk_id in scoped}
     top_lexical = heapq.nlargest(depth, lexical_scores, key=lexical_scores.__getitem__)
-    missing = [chunk_id for chunk_id in (*top_lexical, *carry) if chunk_id not in dense
-               and (allowed is None or chunk_id in allowed)]
-    for chunk, vector in store.get_chunks(list(dict.fromkeys(missing))):
-        dense[chunk.chunk_id] = (chunk, _cosine(query, vector))
+    missing = [chunk_id for chunk_id in dict.fromkeys((*top_lexical, *carry))
+               if chunk_id not in dense]
+    if scoped is not None:
+        dense.update((chunk_id, scoped[chunk_id]) for chunk_id in missing if chunk_id in scoped)
+    else:
+        for chunk, vector in store.get_chunks(missing):
+            dense[chunk.chunk_id] = (chunk, _cosine(query, vector))
     if lexical is None:
         hits = [Hit(chunk, similarity) for chunk, similarity in dense.values()]
     else:
