@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 
 from rag.generation import FAILURE_PREFIX, REFUSAL
+from rag.sentences import split_sentences
 
 # Measured with MiniLM on tests/data/model_outputs.json (20 answers of Qwen2.5-Coder-1.5B and
 # SmolLM2 to the app's prompt, 3 passages each): the passage an answer drew from scored
@@ -58,19 +58,6 @@ _PREPOSITION = re.compile(r"\b(?:to|in|from|by|see|per|on|of)\s*$", re.IGNORECAS
 _CLOSING = ".,;:!?)]}\n"
 
 _CANONICAL = re.compile(r"(?<![\w\[])\[([0-9]+)\](?!\()")
-
-# Sentence ends: . ! ? and closing quotes or brackets, then blanks; the next sentence must
-# start with a capital or a digit (checked in code). Blank lines, list items and headings
-# always start a new one.
-_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)")
-_BREAK = re.compile(r"\n[ \t]*\n|\n(?=[ \t]*(?:[-*+•]|[0-9]+[.)])[ \t])|\n(?=#)")
-_OPENERS = "\"'“‘([*_`"
-_ABBREVIATIONS = frozenset(
-    "al approx cf ch dr eq eqs fig figs inc jr ltd mr mrs ms no nos prof ref refs resp sec "
-    "sr st vol vs".split()
-)
-_DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # e.g, i.e, U.S
-_LAST_WORD = re.compile(r"[\w.]+$")
 
 
 @dataclass(frozen=True)
@@ -136,41 +123,6 @@ def link_markers(text: str, href: Callable[[int], str]) -> str:
         part if code else _CANONICAL.sub(lambda m: f"[[{m[1]}]]({href(int(m[1]))})", part)
         for part, code in _segments(text)
     )
-
-
-def _ends_sentence(text: str, match: re.Match[str]) -> bool:
-    rest = text[match.end() :].lstrip().lstrip(_OPENERS)
-    if not rest or not (rest[0].isupper() or rest[0].isdigit()):
-        return False
-    if match.group().rstrip("\"'”’)]") != ".":
-        return True
-    word = _LAST_WORD.search(text, 0, match.start())
-    if word is None:
-        return True
-    token = word.group().strip(".")
-    if token.lower() in _ABBREVIATIONS or _DOTTED.fullmatch(token):
-        return False
-    line_start = text.rfind("\n", 0, word.start()) + 1
-    if token.isdigit() and not text[line_start : word.start()].strip():
-        return False  # "7. Evaluation", "1. First": a section or list number
-    return not (len(token) == 1 and token.isupper())  # an initial: "J. Smith"
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of English prose or PDF text, blanks trimmed.
-
-    A regex splitter: good enough to pick the sentence to highlight, not a parser."""
-    cuts = {0, len(text)}
-    cuts.update(match.start() for match in _BREAK.finditer(text))
-    cuts.update(match.end() for match in _END.finditer(text) if _ends_sentence(text, match))
-    spans = []
-    for start, end in pairwise(sorted(cuts)):
-        piece = text[start:end]
-        stripped = piece.strip()
-        if stripped:
-            offset = start + len(piece) - len(piece.lstrip())
-            spans.append((offset, offset + len(stripped)))
-    return spans
 
 
 def _claims(answer: str) -> list[str]:

@@ -16,9 +16,9 @@ from rag.citations import (
     highlight,
     link_markers,
     normalise,
-    split_sentences,
 )
 from rag.generation import REFUSAL, failure_message
+from rag.sentences import split_sentences
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "model_outputs.json").read_text("utf-8"))
 QWEN, SMOL = "qwen2.5-coder-1.5b-instruct-q4_k_m", "smollm2-135m-instruct-q4_1"
