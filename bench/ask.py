@@ -64,9 +64,9 @@ def main() -> None:
                 first = first or time.perf_counter() - started
                 pieces.append(delta)
             total = time.perf_counter() - started
-            context = sum(rag.embedder.count_tokens(hit.chunk.text) for hit in answer.hits)
             print(f"time to first token {first:5.1f} s, answer {total:5.1f} s, "
-                  f"{len(pieces)} deltas, {len(answer.hits)} sources ({context} context tokens)"
+                  f"{len(pieces)} deltas, {len(answer.hits)} sources "
+                  f"({answer.prompt_tokens} prompt tokens)"
                   f"{' REFUSED' if answer.refused else ''}: {question}")
 
 

@@ -112,7 +112,7 @@ def run_config(size: int, overlap: int, strategy: str, embedder: Embedder, work:
         hits = rag.rank(question, depth)[: rag.settings.top_k]
         spans = [a.lower() for a in answers[qid]]
         has = [any(s in hit.chunk.text.lower() for s in spans) for hit in hits]
-        fitted = rag._fit_context(hits)  # exactly what ask() hands to the model
+        fitted = rag.context(question, hits).hits  # exactly what ask() hands to the model
         found[qid] = (any(has[:1]), any(has[:5]), any(has[: len(fitted)]))
         tokens.extend(embedder.count_tokens(hit.chunk.text) for hit in hits[:1])
         in_ctx.append(len(fitted))

@@ -93,8 +93,14 @@ class Settings(BaseSettings):
         "Cosine similarity a follow-up, read alone, must reach against the passages its "
         "context found, so an off-topic follow-up is still refused."))
     context_tokens: int = Field(800, ge=64, le=32768, description=(
-        "Tokens of retrieved text per prompt: on a CPU, reading them dominates the wait for the "
-        "first word."))
+        "Tokens of the language model given to retrieved text per prompt: on a CPU, reading "
+        "them is nearly all of the wait for the first word; a GPU endpoint can take more."))
+    context_mode: Literal["chunks", "sentences"] = Field("sentences", description=(
+        "What of the passages the prompt shows: sentences: those closest to the question, with "
+        "their neighbours; chunks: whole passages, best first."))
+    decline_probability: float = Field(1.0, ge=0.0, le=1.0, description=(
+        "Decline when the model's first token is at least this likely to start the refusal "
+        "sentence: catches questions the passages are about but do not answer. 1 turns it off."))
 
     llm_base_url: str | None = Field(None, description=(
         "An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, OpenAI); empty: the "

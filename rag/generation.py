@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +28,10 @@ FAILURE_PREFIX = "\n\n[The language model failed: "
 # again on each question, at about 66 tokens/s on a CPU.
 HISTORY_MESSAGES = 4
 
+# Candidates of the first token asked of an endpoint: the refusal's "I" is among them whenever
+# its probability matters.
+TOP_LOGPROBS = 10
+
 # One retry covers a stale keep-alive connection or a 429; each further retry would add a
 # whole timeout to what the user waits before seeing the failure.
 _MAX_RETRIES = 1
@@ -44,17 +50,35 @@ def failure_message(reason: str) -> str:
     return f"{FAILURE_PREFIX}{reason}]"
 
 
-def build_messages(question: str, hits: Sequence[Hit], history: Sequence[dict] = ()) -> list[dict]:
+@dataclass(frozen=True)
+class FirstToken:
+    """What the model's first generated token tells before any text is shown."""
+
+    # of starting the refusal sentence; None when the backend returns no log-probabilities
+    refusal_probability: float | None
+    prompt_tokens: int | None  # the whole prompt in the model's tokens, when the backend says
+
+
+# Called once, at the first generated token; True stops the answer there (declined).
+FirstTokenHook = Callable[[FirstToken], bool]
+
+
+def build_messages(question: str, hits: Sequence[Hit], history: Sequence[dict] = (),
+                   texts: Sequence[str] | None = None,
+                   instructions: str = SYSTEM_PROMPT) -> list[dict]:
     """Sources are numbered in hit order with repeats dropped (fusion can return one chunk
-    twice), so [n] in the answer is the n-th distinct hit."""
+    twice), so [n] in the answer is the n-th distinct hit. `texts` are what the prompt shows of
+    each hit (excerpts of it); by default the whole chunk. The instructions come first and never
+    change, so llama.cpp reuses their evaluated prefix from one question to the next."""
     seen: set[str] = set()
     blocks = []
-    for hit in hits:
+    for index, hit in enumerate(hits):
         if hit.chunk.chunk_id in seen:
             continue
         seen.add(hit.chunk.chunk_id)
-        blocks.append(f"[{len(blocks) + 1}] {hit.chunk.label}\n{hit.chunk.text.strip()}")
-    system = SYSTEM_PROMPT.format(refusal=REFUSAL, sources="\n\n".join(blocks))
+        text = texts[index] if texts is not None else hit.chunk.text
+        blocks.append(f"[{len(blocks) + 1}] {hit.chunk.label}\n{text.strip()}")
+    system = instructions.format(refusal=REFUSAL, sources="\n\n".join(blocks))
     turns = [
         {"role": turn["role"], "content": turn["content"]}
         for turn in history
@@ -68,7 +92,14 @@ class LLM(Protocol):
 
     name: str
 
-    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]: ...
+    def stream(self, messages: list[dict], max_tokens: int | None = None,
+               on_first_token: FirstTokenHook | None = None) -> Iterator[str]: ...
+
+
+def _refusal_start(token: str) -> bool:
+    """Whether a token's text starts the refusal sentence ("I" of "I don't have...")."""
+    word = token.strip()
+    return bool(word) and REFUSAL.startswith(word) and len(word) <= len(REFUSAL.split()[0])
 
 
 def public_url(url: str) -> str:
@@ -88,6 +119,15 @@ def _root_cause(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return str(exc) or type(exc).__name__
+
+
+def _first_refusal_probability(choice) -> float | None:
+    """The probability of the refusal's first word among the first token's top candidates."""
+    content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
+    if not content:
+        return None
+    return sum(math.exp(top.logprob) for top in content[0].top_logprobs
+               if _refusal_start(top.token))
 
 
 class OpenAIChat:
@@ -117,6 +157,7 @@ class OpenAIChat:
         )
         self.endpoint = public_url(base_url or str(self._client.base_url)).rstrip("/")
         self.name = f"{model} @ {self.endpoint}"
+        self._logprobs = True  # until the endpoint refuses them
 
     def _describe(self, exc: Exception, streaming: bool) -> str:
         import openai
@@ -137,22 +178,43 @@ class OpenAIChat:
             reason = reason.replace(key, "***")
         return reason[:_MAX_REASON_CHARS]
 
-    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
+    def _create(self, messages: list[dict], max_tokens: int | None, logprobs: bool):
+        import openai
+
+        options = {"logprobs": True, "top_logprobs": TOP_LOGPROBS} if logprobs else {}
+        request = {"model": self.model, "messages": messages, "stream": True,
+                   "max_tokens": max_tokens or self.max_tokens, "temperature": self.temperature}
+        if logprobs and self._logprobs:
+            try:
+                return self._client.chat.completions.create(**request, **options)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if "logprob" not in str(exc).lower():
+                    raise
+                # some servers refuse log-probabilities: answer without, from now on
+                logger.warning("%s refused logprobs (%s); answering without them", self.name,
+                               self._describe(exc, False))
+                self._logprobs = False
+        return self._client.chat.completions.create(**request)
+
+    def stream(self, messages: list[dict], max_tokens: int | None = None,
+               on_first_token: FirstTokenHook | None = None) -> Iterator[str]:
         """Yield text deltas; a failure ends the stream with failure_message, never raises."""
         streaming = False
         try:
-            response = self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=max_tokens or self.max_tokens,
-                temperature=self.temperature,
-                stream=True,
-            )
+            response = self._create(messages, max_tokens, on_first_token is not None)
             streaming = True
             with response:
                 for chunk in response:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    # the first chunk may carry only the role: the first token comes after it
+                    if on_first_token is not None and (choice.delta.content or choice.logprobs):
+                        hook, on_first_token = on_first_token, None
+                        if hook(FirstToken(_first_refusal_probability(choice), None)):
+                            return
+                    if choice.delta.content:
+                        yield choice.delta.content
         except Exception as exc:  # the UI must keep what it has; the reason goes on screen
             reason = self._describe(exc, streaming)
             # No traceback: str(exc) of an API error can carry an unmasked key; the reason can't.
@@ -178,6 +240,7 @@ class LlamaCppChat:
         self.temperature = temperature
         self.name = self.gguf_path.name
         self._llm: Llama | None = None
+        self._vocab: Llama | None = None
         # One Llama holds one KV cache: two UI sessions generating at once would corrupt it.
         self._lock = threading.Lock()
 
@@ -203,12 +266,50 @@ class LlamaCppChat:
                 )
             return self._llm
 
-    def stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
+    def count_tokens(self, text: str) -> int:
+        """Tokens of this model, from its vocabulary alone until the weights are loaded, so a
+        prompt can be budgeted before the first answer loads them."""
+        llm = self._llm
+        if llm is None:
+            with self._lock:
+                if self._vocab is None:
+                    self._vocab = load_llama(model_path=str(self.gguf_path), vocab_only=True,
+                                             verbose=False)
+                llm = self._vocab
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _first_token_processor(self, llm: Llama, hook: FirstTokenHook):
+        """A logits processor that reads the first token's distribution, and ends the answer
+        there (only end-of-text left to sample) when the hook declines."""
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        refusal = llm.tokenize(REFUSAL.encode("utf-8"), add_bos=False, special=False)[0]
+        state = {"first": True}
+
+        def process(input_ids, logits):
+            if not state["first"]:
+                return logits
+            state["first"] = False
+            shifted = np.exp(logits - logits.max())
+            probability = float(shifted[refusal] / shifted.sum())
+            if hook(FirstToken(probability, len(input_ids))):
+                ended = np.full_like(logits, -np.inf)
+                ended[llm.token_eos()] = 0.0
+                return ended
+            return logits
+
+        return LogitsProcessorList([process])
+
+    def stream(self, messages: list[dict], max_tokens: int | None = None,
+               on_first_token: FirstTokenHook | None = None) -> Iterator[str]:
         """Yield text deltas; a failure ends the stream with failure_message, never raises."""
         loading = True
         try:
             llm = self.load()
             loading = False
+            processor = (self._first_token_processor(llm, on_first_token)
+                         if on_first_token is not None else None)
             with self._lock:
                 # chat_format unset: llama.cpp applies the template stored in the GGUF.
                 for chunk in llm.create_chat_completion(
@@ -216,6 +317,7 @@ class LlamaCppChat:
                     max_tokens=max_tokens or self.max_tokens,
                     temperature=self.temperature,
                     stream=True,
+                    logits_processor=processor,
                 ):
                     delta = chunk["choices"][0]["delta"].get("content")
                     if delta:

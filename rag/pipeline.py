@@ -16,6 +16,7 @@ import numpy as np
 from rag.answering import ChatService
 from rag.chunking import chunk_document
 from rag.config import Settings
+from rag.context import Context, Preview, select
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.followups import SearchPlan, Turn, plan_search
@@ -23,6 +24,7 @@ from rag.generation import (
     FAILURE_PREFIX,
     LLM,
     REFUSAL,
+    FirstToken,
     build_messages,
     create_llm,
     failure_message,
@@ -76,10 +78,18 @@ class Answer:
     searched: str = ""  # what was searched: the question with its conversation's context
     overview: int = 0  # passages spread over the document, for a whole-document question
     latest_support: float | None = None  # the newest message alone vs the passages found
+    preview: Preview | None = None  # the top source's best sentences, shown while the model reads
+    # set while the answer streams: the prompt's size, and the model's probability of starting
+    # the refusal sentence; `declined` says why, when that probability declined the answer
+    prompt_tokens: int | None = None
+    refusal_probability: float | None = None
+    declined: str | None = None
 
     @property
     def refusal_note(self) -> str | None:
-        """Why the answer was declined before any model was asked, in numbers."""
+        """Why the answer was declined, in numbers: before any model was asked, or by it."""
+        if self.declined:
+            return self.declined
         if not self.refused or self.best_similarity is None:
             return None
         if self.best_similarity < self.threshold:
@@ -495,19 +505,45 @@ class RAG:
                   if is_whole_document_question(question) else None)
         if target is not None:
             hits = self._overview(target, question)
-            return Answer(hits, self._stream(build_messages(question, hits, history)), False,
-                          max(hit.similarity for hit in hits), self.settings.similarity_threshold,
-                          searched=question, overview=len(hits))
+            whole = Context(hits, [hit.chunk.text for hit in hits], None)
+            return self._answer(question, history, whole, max(hit.similarity for hit in hits),
+                                self.settings.similarity_threshold, searched=question,
+                                overview=len(hits))
         search = self.plan_search(question, earlier)
         retrieval = self.retrieve(search.text, latest=search.latest, carry=search.carry,
                                   documents=documents)
-        hits = self._fit_context(retrieval.hits)
-        if not hits:
+        if not retrieval.hits:
             return Answer([], iter([REFUSAL]), True, retrieval.best_similarity,
                           retrieval.threshold, searched=search.text,
                           latest_support=retrieval.latest_support)
-        return Answer(hits, self._stream(build_messages(question, hits, history)), False,
-                      retrieval.best_similarity, retrieval.threshold, searched=search.text)
+        return self._answer(question, history, self.context(question, retrieval.hits),
+                            retrieval.best_similarity, retrieval.threshold, searched=search.text)
+
+    def _answer(self, question: str, history: list[dict], context: Context,
+                best: float | None, threshold: float, **details) -> Answer:
+        answer = Answer(context.hits, iter(()), False, best, threshold, preview=context.preview,
+                        **details)
+        messages = build_messages(question, context.hits, history, context.texts)
+        answer.deltas = self._declining_stream(answer, messages)
+        return answer
+
+    def _declining_stream(self, answer: Answer, messages: list[dict]) -> Iterator[str]:
+        """The answer, or the refusal sentence when the model's first token makes declining
+        likelier than the calibrated cut-off."""
+        cutoff = self.settings.decline_probability
+
+        def first_token(first: FirstToken) -> bool:
+            answer.prompt_tokens = first.prompt_tokens
+            answer.refusal_probability = p = first.refusal_probability
+            if p is None or p < cutoff:
+                return False
+            answer.declined = (f"The passages found do not state this: the model was "
+                               f"{p:.0%} likely to decline (cut-off {cutoff:.0%}).")
+            return True
+
+        yield from self._stream(messages, on_first_token=first_token)
+        if answer.declined:
+            yield REFUSAL
 
     def plan_search(self, question: str, earlier: Sequence[Turn]) -> SearchPlan:
         return plan_search(question, earlier, self.settings.followup_method, self.complete)
@@ -564,23 +600,28 @@ class RAG:
         except Exception:
             log.exception("preparing the language model failed")
 
-    def _stream(self, messages: list[dict], max_tokens: int | None = None) -> Iterator[str]:
+    def _stream(self, messages: list[dict], max_tokens: int | None = None,
+                on_first_token: Callable[[FirstToken], bool] | None = None) -> Iterator[str]:
         try:
             llm = self.get_llm()
         except Exception as error:  # e.g. a model package missing: say so where the answer goes
             log.exception("no language model")
             yield failure_message(str(error))
             return
-        yield from llm.stream(messages, max_tokens)
+        yield from llm.stream(messages, max_tokens, on_first_token)
 
-    def _fit_context(self, hits: list[Hit]) -> list[Hit]:
-        """Keep the best hits within the context budget: on a CPU, prompt reading dominates the
-        time to the first token. The best hit is always kept."""
-        kept, used = [], 0
-        for hit in hits:
-            tokens = self.embedder.count_tokens(hit.chunk.text)
-            if kept and used + tokens > self.settings.context_tokens:
-                break
-            kept.append(hit)
-            used += tokens
-        return kept
+    def count_llm_tokens(self, text: str) -> int:
+        """The language model's tokens where it can count them (the embedded model); the
+        embedder's otherwise, an estimate for a remote model's unknown tokenizer."""
+        try:
+            counter = getattr(self.get_llm(), "count_tokens", None)
+        except Exception:  # no model: the answer reports that; the budget needs some count
+            counter = None
+        return (counter or self.embedder.count_tokens)(text)
+
+    def context(self, question: str, hits: list[Hit]) -> Context:
+        """What the prompt shows of the hits, within the context budget in the model's tokens:
+        on a CPU, prompt reading is nearly all of the wait for the first word."""
+        return select(self.embedder.embed_query(question), hits, self.embedder.embed,
+                      self.count_llm_tokens, budget=self.settings.context_tokens,
+                      mode=self.settings.context_mode)

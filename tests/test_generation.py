@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from rag.config import Settings
 from rag.generation import (
     FAILURE_PREFIX,
     REFUSAL,
+    FirstToken,
     LlamaCppChat,
     OpenAIChat,
     build_messages,
@@ -63,6 +65,44 @@ def test_embedded_llama_cpp_streams(smollm_gguf: Path) -> None:
     assert len(deltas) >= 3
     assert not any(d.startswith(FAILURE_PREFIX) for d in deltas), deltas
     assert "".join(deltas).strip()
+
+
+# Sources that do not hold the answer, and an instruction to refuse with the app's sentence.
+UNANSWERABLE = build_messages("Who was the first mayor of Paris?", [hit(0, "Tomatoes are red.")])
+
+
+def _record(seen: list[FirstToken], first: FirstToken) -> bool:
+    seen.append(first)
+    return False
+
+
+def test_first_token_hook_reads_the_refusal_probability_and_can_stop(
+    llm_server: str, smollm_gguf: Path
+) -> None:
+    embedded = LlamaCppChat(smollm_gguf, n_ctx=4096, n_threads=os.cpu_count() or 1,
+                            max_tokens=24, temperature=0.0)
+    for llm in (embedded, openai_chat(llm_server)):
+        seen: list[FirstToken] = []
+        answered = list(llm.stream(UNANSWERABLE, on_first_token=functools.partial(_record, seen)))
+        assert "".join(answered).strip() and len(seen) == 1, llm.name
+        assert 0.0 <= seen[0].refusal_probability <= 1.0, llm.name
+        if "".join(answered).startswith("I"):  # the model chose the refusal's first word
+            assert seen[0].refusal_probability > 0.0, llm.name
+        stopped = list(llm.stream(UNANSWERABLE, on_first_token=lambda f: True))
+        assert stopped == [], llm.name  # declined: not one token of text
+    assert seen[0].prompt_tokens is None  # the endpoint does not say before the end
+    local: list[FirstToken] = []
+    list(embedded.stream(UNANSWERABLE, on_first_token=lambda f: local.append(f) or False))
+    prompt = "".join(m["content"] for m in UNANSWERABLE)
+    assert embedded.count_tokens(prompt) < local[0].prompt_tokens < embedded.count_tokens(prompt) + 40
+
+
+def test_count_tokens_needs_no_loaded_model(smollm_gguf: Path) -> None:
+    llm = LlamaCppChat(smollm_gguf, n_ctx=4096, n_threads=1, max_tokens=8, temperature=0.0)
+    counted = llm.count_tokens("The quick brown fox jumps over the lazy dog.")
+    assert not llm.loaded and 8 <= counted <= 14
+    assert llm.load().tokenize(b"The quick brown fox jumps over the lazy dog.", add_bos=False,
+                               special=False).__len__() == counted
 
 
 def test_create_llm_picks_backend_from_settings(

@@ -19,10 +19,13 @@ class RecordingLLM:
 
     def __init__(self, inner) -> None:
         self.inner, self.calls, self.name = inner, 0, inner.name
+        self.count_tokens = inner.count_tokens
+        self.prompts: list[list[dict]] = []
 
-    def stream(self, messages, max_tokens=None):
+    def stream(self, messages, max_tokens=None, on_first_token=None):
         self.calls += 1
-        yield from self.inner.stream(messages, max_tokens)
+        self.prompts.append(messages)
+        yield from self.inner.stream(messages, max_tokens, on_first_token)
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +128,50 @@ def test_the_index_survives_a_restart(tmp_path, embedder, llm, bench_data):
 
 
 def test_context_budget_keeps_the_best_hits(engine):
-    tight = RAG(engine.settings.model_copy(update={"context_tokens": 64, "top_k": 5}),
+    tight = RAG(engine.settings.model_copy(update={"context_tokens": 64, "top_k": 5,
+                                                    "context_mode": "chunks"}),
                 embedder=engine.embedder, llm=engine.llm)
     answer = tight.ask(QUESTION)
     assert len(answer.hits) == 1  # one chunk already fills 64 tokens; the best is always kept
     assert answer.hits[0].chunk.page == ANSWER_PAGE
     answer.deltas.close()
+
+
+def test_sentence_context_fits_the_budget_in_the_models_tokens(engine, llm):
+    budget = 120
+    sentences = RAG(engine.settings.model_copy(update={"context_tokens": budget}),
+                    embedder=engine.embedder, llm=llm)
+    whole = RAG(engine.settings.model_copy(update={"context_mode": "chunks"}),
+                embedder=engine.embedder, llm=llm)
+    short, full = sentences.ask(QUESTION), whole.ask(QUESTION)
+    list(short.deltas), list(full.deltas)
+    system = llm.prompts[-2][0]["content"]
+    sources = system.split("Sources:", 1)[1]
+    # the budget counts the passages' sentences; each source adds its "[n] label" line and gaps
+    assert llm.count_tokens(sources) <= budget + 15 * len(short.hits)
+    assert short.prompt_tokens < full.prompt_tokens
+    assert short.prompt_tokens == pytest.approx(
+        llm.count_tokens(system) + llm.count_tokens(QUESTION), abs=30)  # + the chat template
+    # the preview quotes source 1 at its sentence closest to the question, and so does the prompt
+    preview = short.preview
+    assert preview is not None and preview.source == 1 and preview.spans
+    assert preview.text == short.hits[0].chunk.text
+    start, end = preview.spans[0]
+    assert preview.text[start:end] in sources
+
+
+def test_the_model_declines_at_the_first_token_over_the_cut_off(engine, llm):
+    calls = llm.calls
+    eager = RAG(engine.settings.model_copy(update={"decline_probability": 0.0}),
+                embedder=engine.embedder, llm=llm)
+    answer = eager.ask(QUESTION)
+    assert not answer.refused and answer.hits  # the gate let it through; the model declined
+    assert "".join(answer.deltas) == REFUSAL
+    assert llm.calls == calls + 1
+    assert answer.declined and "do not state this" in answer.refusal_note
+    assert 0.0 <= answer.refusal_probability <= 1.0 and answer.prompt_tokens > 0
+    never = RAG(engine.settings.model_copy(update={"decline_probability": 1.0}),
+                embedder=engine.embedder, llm=llm)
+    kept = never.ask(QUESTION)
+    text = "".join(kept.deltas)
+    assert text.strip() and text != REFUSAL and kept.declined is None
