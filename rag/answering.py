@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from rag import citations
+from rag.context import Preview
 from rag.conversations import ConversationStore, Message
 from rag.followups import Turn
 from rag.generation import FAILURE_PREFIX, failure_message
@@ -72,6 +73,7 @@ class AnswerJob:
         self.hits: list[Hit] = []
         self.searched: str | None = None
         self.refused = False
+        self.preview: Preview | None = None  # source 1's best sentences, while the model reads
         self._changed = threading.Condition()
 
     @property
@@ -173,7 +175,7 @@ class ChatService:
             answer = self._rag.ask(job.question, self.earlier(job.conversation_id, job.question_id),
                                    documents=documents)
             job._update(state="reading", hits=answer.hits, searched=answer.searched,
-                        refused=answer.refused)
+                        refused=answer.refused, preview=answer.preview)
             store.update_message(message_id, status="streaming", searched=answer.searched,
                                  sources=answer.hits, note=answer.refusal_note)
             saved = time.monotonic()
@@ -198,12 +200,15 @@ class ChatService:
             job._update(state="done")
 
     def _store_final(self, job: AnswerJob, answer) -> None:
-        final = finish(job.text, answer.hits, self._rag.embedder, answer.refused)
-        status = ("refused" if answer.refused else
+        refused = answer.refused or answer.declined is not None
+        final = finish(job.text, answer.hits, self._rag.embedder, refused)
+        status = ("refused" if refused else
                   "failed" if FAILURE_PREFIX in job.text else "done")
         note = answer.refusal_note or (ATTRIBUTED_NOTE if final.attributed else None)
         meta = {"attributed": final.attributed, "overview": answer.overview,
-                "best_similarity": answer.best_similarity, "threshold": answer.threshold}
+                "best_similarity": answer.best_similarity, "threshold": answer.threshold,
+                "prompt_tokens": answer.prompt_tokens,
+                "refusal_probability": answer.refusal_probability}
         self._store.update_message(job.message_id, content=final.text, status=status,
                                    cited=final.cited, note=note, meta=meta, finished_at=_now())
 

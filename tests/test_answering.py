@@ -64,6 +64,19 @@ def test_a_refusal_is_stored_with_its_note_and_no_sources(engine):
     assert "similarity threshold" in answer.note
 
 
+def test_an_answer_the_model_declines_is_stored_as_refused_with_its_sources(engine):
+    # the same index; every first token over the cut-off 0 declines
+    eager = RAG(engine.settings.model_copy(update={"decline_probability": 0.0}),
+                embedder=engine.embedder, llm=engine.llm)
+    conversation = eager.conversations.create()
+    job = eager.chat.ask(conversation.id, NUMBERS)
+    assert job.wait(timeout=300) and not job.refused and job.preview is not None
+    [_, answer] = eager.conversations.messages(conversation.id)
+    assert (answer.status, answer.content) == ("refused", REFUSAL)
+    assert answer.sources and "do not state this" in answer.note
+    assert answer.meta["prompt_tokens"] > 0
+
+
 def test_a_failed_model_call_keeps_the_question_and_stores_the_failure(
         tmp_path, embedder, bench_data, unused_port):
     settings = Settings(data_dir=tmp_path, llm_base_url=f"http://127.0.0.1:{unused_port}/v1",
