@@ -13,9 +13,10 @@ import streamlit as st
 from rag.answering import AnswerJob
 from rag.citations import link_markers
 from rag.conversations import Conversation, Message
+from rag.generation import REFUSAL
 from ui import conversations
 from ui.indexing import mismatch_text
-from ui.sources import anchor, show_sources
+from ui.sources import anchor, show_preview, show_sources
 from ui.state import get_rag
 
 NEW_SCOPE_KEY = "scope-new"  # the picker before a new chat's first question creates it
@@ -55,8 +56,15 @@ def follow(job: AnswerJob) -> None:
     with st.spinner("Searching…"):
         job.wait_for_sources()
     searched_caption(job.searched, job.question)
+    # Above the answer and kept while it streams (taking it away at the first token would move
+    # the text being read); dropped when it is done, as the stored answer's sources then mark the
+    # sentences the answer itself used. None for a refusal and a whole-document question.
+    preview_area = st.empty()
     # Keyed apart from the stored answer's container, so a test can tell the two renders apart.
     text_area, sources_area = st.container(key=f"live-answer-m{job.message_id}"), st.container()
+    if job.preview is not None and not job.refused:
+        with preview_area.container(border=True, key=f"live-preview-m{job.message_id}"):
+            show_preview(job.preview, job.hits)
     if job.hits:
         with sources_area:  # before the first token: a CPU reads the sources for seconds
             show_sources(job.hits, engine, key=f"live-{job.message_id}")
@@ -66,15 +74,18 @@ def follow(job: AnswerJob) -> None:
                    else "Loading the language model (first answer only)…")
         with st.spinner(reading):
             first = next(deltas, "")
+        if first.startswith(REFUSAL):  # the model declined: the passage answers nothing
+            preview_area.empty()
         st.write_stream(chain([first], deltas))
+    preview_area.empty()
 
 
 def scope_picker(conversation: Conversation | None) -> None:
     documents = {info.doc_id: info.source for info in engine.documents()}
     if not documents:
         return
-    options = dict(help="Search only these documents in this conversation; none: all of them.",
-                   placeholder="All documents", format_func=documents.get)
+    options = {"help": "Search only these documents in this conversation; none: all of them.",
+               "placeholder": "All documents", "format_func": documents.get}
     if conversation is None:
         st.multiselect("Ask about", list(documents), key=NEW_SCOPE_KEY, **options)
     else:

@@ -9,10 +9,15 @@ from html import escape
 import streamlit as st
 
 from rag.citations import highlight
+from rag.context import Preview
 from rag.embeddings import Embedder
 from rag.pipeline import RAG
 from rag.types import Hit
 from ui.pdf_page import show_page
+
+ELLIPSIS = "…"
+PREVIEW_LABEL = "Most relevant passage"
+PREVIEW_AROUND = 160  # characters of the passage kept beside its marked sentences
 
 
 def location(hit: Hit) -> str:
@@ -37,18 +42,53 @@ def anchor(message_id: int, number: int) -> str:
     return f"m{message_id}-s{number}"
 
 
-def passage_html(text: str, spans: Sequence[tuple[int, int]] = (), element_id: str = "") -> str:
+def _shortened(text: str, keep: int, *, start: bool, end: bool) -> str:
+    """Unmarked text cut to about `keep` characters, an ellipsis for what was left out: `start`
+    keeps its beginning (the text after a mark), `end` its end (the text before one), both for
+    text between two marks. Cuts fall between words when the kept part has more than one; the
+    whitespace beside the marks stays. Text short enough is kept whole."""
+    if len(text) <= keep * (start + end) + 2 * len(ELLIPSIS):
+        return text
+    parts = []
+    if start:
+        head = text[:keep]
+        if not text[keep].isspace():  # the cut falls in a word: end before it
+            gap = max((i for i, c in enumerate(head) if c.isspace()), default=0)
+            head = head[:gap] if head[:gap].strip() else head
+        parts.append(head.rstrip())
+    parts.append(ELLIPSIS)
+    if end:
+        tail = text[-keep:]
+        if not text[-keep - 1].isspace():  # the cut falls in a word: start after it
+            gap = next((i for i, c in enumerate(tail) if c.isspace()), len(tail))
+            tail = tail[gap:] if tail[gap:].strip() else tail
+        parts.append(tail.lstrip())
+    return " ".join(parts)
+
+
+def passage_html(text: str, spans: Sequence[tuple[int, int]] = (), element_id: str = "",
+                 around: int | None = None) -> str:
     """The passage HTML-escaped, so no markup from a document can run: only our div and marks are
     live. Newlines become &#10; so the block stays one line: a blank line would end the HTML block
-    and let Markdown parse the rest of the document's text."""
-    parts, position = [], 0
+    and let Markdown parse the rest of the document's text. With `around`, the unmarked text
+    keeps only about that many characters beside each mark (a passage shortened to what it
+    highlights); without marks it is kept whole."""
+    pieces: list[tuple[str, bool]] = []  # (text, marked)
+    position = 0
     for start, end in sorted(spans):
         if start < position:
             continue
-        parts += [escape(text[position:start]), "<mark>", escape(text[start:end]), "</mark>"]
+        pieces += [(text[position:start], False), (text[start:end], True)]
         position = end
-    parts.append(escape(text[position:]))
-    body = "".join(parts).replace("\r\n", "\n").replace("\n", "&#10;")
+    pieces.append((text[position:], False))
+    if around is not None and len(pieces) > 1:
+        last = len(pieces) - 1
+        pieces = [(piece if marked else _shortened(piece, around, start=index > 0,
+                                                    end=index < last), marked)
+                  for index, (piece, marked) in enumerate(pieces)]
+    body = "".join(f"<mark>{escape(piece)}</mark>" if marked else escape(piece)
+                   for piece, marked in pieces)
+    body = body.replace("\r\n", "\n").replace("\n", "&#10;")
     id_attribute = f' id="{escape(element_id)}"' if element_id else ""
     return f'<div{id_attribute} style="white-space: pre-wrap">{body}</div>'
 
@@ -99,3 +139,13 @@ def show_sources(
             ):
                 show_page(engine.settings.data_dir, hit.chunk.doc_id, hit.chunk.page,
                           hit.chunk.source)
+
+
+def show_preview(preview: Preview, hits: Sequence[Hit]) -> None:
+    """Source 1's sentences closest to the question, marked in a shortened passage: something to
+    read while the model reads the prompt. Framed and labelled as a passage, not an answer."""
+    hit = hits[preview.source - 1]
+    st.caption(f"**{PREVIEW_LABEL}** — source [{preview.source}], {hit.chunk.source} — "
+               f"{location(hit)}")
+    st.markdown(passage_html(preview.text, preview.spans, around=PREVIEW_AROUND),
+                unsafe_allow_html=True)
