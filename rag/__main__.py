@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -111,8 +113,6 @@ def _reindex(rag, args) -> int:
 
 
 def _eval(rag, args) -> int:
-    import time
-
     from rag import evaluation
 
     try:
@@ -156,12 +156,20 @@ def _ask(rag, args) -> int:
         return _ask_in_conversation(rag, args, documents)
     from rag.answering import finish
 
-    answer = rag.ask(args.question, documents=documents)
     if args.json:
-        final = finish("".join(answer.deltas), answer.hits, rag.embedder, answer.refused)
-        print(json.dumps(_answer_json(final.text, answer.refused, answer.hits, answer.searched,
-                                      final.cited), ensure_ascii=False))
+        _load_models(rag)
+        clock = _Clock()
+        answer = rag.ask(args.question, documents=documents)
+        clock.retrieved()
+        text = "".join(clock.follow(answer.deltas))
+        refused = answer.refused or answer.declined is not None
+        final = finish(text, answer.hits, rag.embedder, refused)
+        print(json.dumps({**_answer_json(final.text, refused, answer.hits, answer.searched,
+                                         final.cited),
+                          **_measures(clock, answer.prompt_tokens, refused)},
+                         ensure_ascii=False))
         return 0
+    answer = rag.ask(args.question, documents=documents)
     for delta in answer.deltas:
         print(delta, end="", flush=True)
     print()
@@ -176,18 +184,28 @@ def _ask_in_conversation(rag, args, documents) -> int:
     follow-up is searched with it."""
     store = rag.conversations
     conversation = store.find(args.conversation) or store.create(args.conversation, documents)
-    job = rag.chat.ask(conversation.id, args.question, documents=documents or None)
     if args.json:
-        job.wait()
+        _load_models(rag)
+        chat = rag.chat  # its worker, started before the clock
+        clock = _Clock()
+        job = chat.ask(conversation.id, args.question, documents=documents or None)
+        job.wait_for_sources()  # the worker's rag.ask returned: the search is done
+        clock.retrieved()
+        for _ in clock.follow(job.follow()):
+            pass
     else:
+        job = rag.chat.ask(conversation.id, args.question, documents=documents or None)
         for delta in job.follow():
             print(delta, end="", flush=True)
         print()
     message = next(m for m in store.messages(conversation.id) if m.id == job.message_id)
     if args.json:
-        print(json.dumps({**_answer_json(message.content, message.status == "refused",
-                                         message.sources, message.searched, message.cited),
-                          "conversation": conversation.id}, ensure_ascii=False))
+        refused = message.status == "refused"  # by the threshold or declined by the model
+        print(json.dumps({**_answer_json(message.content, refused, message.sources,
+                                         message.searched, message.cited),
+                          "conversation": conversation.id,
+                          **_measures(clock, message.meta.get("prompt_tokens"), refused)},
+                         ensure_ascii=False))
         return 0
     if message.note:
         print(f"({message.note})")
@@ -195,6 +213,48 @@ def _ask_in_conversation(rag, args, documents) -> int:
         print(f"(searched as: {message.searched})")
     _print_sources(message.sources, message.cited)
     return 0
+
+
+def _load_models(rag) -> None:
+    """The one-time loads (the embedded language model, the embedder), before any clock starts:
+    the timings measure answering a question, not starting the process."""
+    rag.prepare_llm()
+    rag.embedder  # noqa: B018  (the property loads the model)
+
+
+class _Clock:
+    """Seconds since the question was handed to the engine, as `--json` reports them."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.retrieval: float | None = None
+        self.first_token: float | None = None
+        self.end: float | None = None
+
+    def retrieved(self) -> None:
+        self.retrieval = time.perf_counter() - self.start
+
+    def follow(self, deltas: Iterable[str]) -> Iterator[str]:
+        """Pass the answer's text through, noting its first non-empty piece and its end."""
+        for delta in deltas:
+            if delta and self.first_token is None:
+                self.first_token = time.perf_counter() - self.start
+            yield delta
+        self.end = time.perf_counter() - self.start
+
+
+def _measures(clock: _Clock, prompt_tokens: int | None, refused: bool) -> dict:
+    """`timings` and `prompt_tokens` of `ask --json`. No first token for a refusal, by the
+    threshold (no model ran) or declined by the model: that text is not the model answering."""
+    first_token = None if refused else clock.first_token
+    end = clock.end if clock.end is not None else time.perf_counter() - clock.start
+    retrieval = clock.retrieval if clock.retrieval is not None else end
+    return {
+        "timings": {"retrieval_s": round(retrieval, 3),
+                    "first_token_s": None if first_token is None else round(first_token, 3),
+                    "total_s": round(end, 3)},
+        "prompt_tokens": prompt_tokens,
+    }
 
 
 def _answer_json(text, refused, hits, searched, cited) -> dict:

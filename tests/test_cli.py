@@ -45,17 +45,37 @@ def test_ingest_prints_a_line_per_file_and_fails_on_any_failure(indexed):
     assert again.stdout.strip() == f"{pdf}: already indexed"
 
 
-def test_ask_json_streams_from_the_openai_compatible_server(indexed, llm_server):
-    data_dir = indexed[0]
+def assert_timings(output: dict, *, first_token: bool) -> None:
+    """`timings` as other tools read it: seconds from the question reaching the engine to the
+    end of retrieval, to the first text of the answer (null when no model answered), to its end."""
+    timings = output["timings"]
+    assert set(timings) == {"retrieval_s", "first_token_s", "total_s"}
+    assert type(timings["retrieval_s"]) is float and type(timings["total_s"]) is float
+    if first_token:
+        assert type(timings["first_token_s"]) is float
+        assert 0 <= timings["retrieval_s"] <= timings["first_token_s"] <= timings["total_s"]
+    else:
+        assert timings["first_token_s"] is None
+        assert 0 <= timings["retrieval_s"] <= timings["total_s"]
+
+
+@pytest.fixture(scope="module")
+def answered(indexed, llm_server) -> dict:
+    """`ask --json` of a question the indexed PDF answers, through the OpenAI-style server."""
     result = run_cli(
-        data_dir, "ask",
+        indexed[0], "ask",
         "How are JavaScript numbers represented as integers in traces?",
         "--json", env={"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MODEL": "smollm2",
                        "RAG_LLM_MAX_TOKENS": "48"},
     )
     assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout)
-    assert set(output) == {"answer", "refused", "sources", "searched", "cited"}
+    return json.loads(result.stdout)
+
+
+def test_ask_json_streams_from_the_openai_compatible_server(answered):
+    output = answered
+    assert set(output) == {"answer", "refused", "sources", "searched", "cited", "timings",
+                           "prompt_tokens"}
     assert output["searched"] == "How are JavaScript numbers represented as integers in traces?"
     assert all(1 <= number <= len(output["sources"]) for number in output["cited"])
     assert output["refused"] is False
@@ -66,6 +86,49 @@ def test_ask_json_streams_from_the_openai_compatible_server(indexed, llm_server)
     assert top["similarity"] >= 0.40
 
 
+def test_ask_json_times_retrieval_first_token_and_the_whole_answer(answered):
+    assert_timings(answered, first_token=True)
+    # an OpenAI-style endpoint does not report the prompt's size at the first token
+    assert answered["prompt_tokens"] is None or type(answered["prompt_tokens"]) is int
+
+
+QUESTION = "How are JavaScript numbers represented as integers in traces?"
+
+
+@pytest.fixture(scope="module")
+def embedded_env(smollm_gguf) -> dict:
+    """The embedded llama.cpp model, which counts the prompt's tokens."""
+    return {"RAG_LLM_GGUF": str(smollm_gguf), "RAG_LLM_MAX_TOKENS": "16"}
+
+
+@pytest.fixture(scope="module")
+def answered_embedded(indexed, embedded_env) -> dict:
+    result = run_cli(indexed[0], "ask", QUESTION, "--json", env=embedded_env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_ask_json_times_the_embedded_model_after_loading_it(answered_embedded):
+    output = answered_embedded
+    assert not output["refused"] and output["answer"].strip()
+    assert "language model failed" not in output["answer"]
+    assert_timings(output, first_token=True)
+
+
+def test_ask_json_counts_the_prompt_in_the_models_tokens(answered_embedded, indexed,
+                                                          embedded_env):
+    assert type(answered_embedded["prompt_tokens"]) is int
+    assert answered_embedded["prompt_tokens"] > 0
+    # the same from the conversation's worker
+    result = run_cli(indexed[0], "ask", QUESTION, "--json", "--conversation", "embedded",
+                     env=embedded_env)
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert not output["refused"]
+    assert_timings(output, first_token=True)
+    assert type(output["prompt_tokens"]) is int and output["prompt_tokens"] > 0
+
+
 def test_unrelated_question_is_refused_and_never_reaches_the_llm(indexed, unused_port):
     # The only LLM configured is a port where nothing listens: a call would put its failure
     # message into the answer, so the exact refusal proves that no call was made.
@@ -73,6 +136,9 @@ def test_unrelated_question_is_refused_and_never_reaches_the_llm(indexed, unused
                      "--json", env={"RAG_LLM_BASE_URL": f"http://127.0.0.1:{unused_port}/v1"})
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
+    assert_timings(output, first_token=False)
+    assert output["prompt_tokens"] is None  # no prompt was sent
+    del output["timings"], output["prompt_tokens"]
     assert output == {"answer": REFUSAL, "refused": True, "sources": [], "cited": [],
                       "searched": "What is a good recipe for chocolate chip cookies?"}
 
@@ -82,6 +148,7 @@ def test_plain_ask_streams_text_then_lists_sources(indexed, llm_server):
                      env={"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MAX_TOKENS": "24"})
     assert result.returncode == 0, result.stderr
     assert "[1] tracemonkey.pdf p. 5 (similarity " in result.stdout
+    assert "retrieval_s" not in result.stdout and "prompt_tokens" not in result.stdout
 
 
 def test_list_and_delete(tmp_path, bench_data):
@@ -128,7 +195,9 @@ def test_a_follow_up_in_a_second_process_is_searched_with_the_first_question(ind
     first = run_cli(data_dir, "ask", first_question, "--json", "--conversation", "bench machine",
                     env=env)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["sources"][0]["page"] == 10
+    first_output = json.loads(first.stdout)
+    assert first_output["sources"][0]["page"] == 10
+    assert_timings(first_output, first_token=not first_output["refused"])
 
     follow_up = run_cli(data_dir, "ask", "How much RAM did it have?", "--json",
                         "--conversation", "bench machine", env=env)
@@ -137,6 +206,10 @@ def test_a_follow_up_in_a_second_process_is_searched_with_the_first_question(ind
     assert not output["refused"]
     assert output["searched"] == f"How much RAM did it have? {first_question}"
     assert 10 in [source["page"] for source in output["sources"]]
+    assert set(output) == {"answer", "refused", "sources", "searched", "cited", "conversation",
+                           "timings", "prompt_tokens"}
+    assert_timings(output, first_token=True)
+    assert output["prompt_tokens"] is None or type(output["prompt_tokens"]) is int
 
     listing = run_cli(data_dir, "conversations")
     assert listing.returncode == 0 and "2 questions  bench machine" in listing.stdout
@@ -145,6 +218,18 @@ def test_a_follow_up_in_a_second_process_is_searched_with_the_first_question(ind
     assert "How much RAM did it have?" in exported.stdout and "tracemonkey.pdf" in exported.stdout
     assert exported.stdout.index(first_question) < exported.stdout.index("How much RAM")
     assert run_cli(data_dir, "export", "no such chat").returncode == 1
+
+
+def test_a_refused_question_in_a_conversation_has_no_first_token(indexed, unused_port):
+    result = run_cli(indexed[0], "ask", "What is a good recipe for chocolate chip cookies?",
+                     "--json", "--conversation", "cookies",
+                     env={"RAG_LLM_BASE_URL": f"http://127.0.0.1:{unused_port}/v1"})
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["refused"] and output["answer"] == REFUSAL
+    assert set(output) == {"answer", "refused", "sources", "searched", "cited", "conversation",
+                           "timings", "prompt_tokens"}
+    assert_timings(output, first_token=False)
 
 
 def test_documents_scope_the_question(indexed, bench_data, unused_port):
