@@ -116,8 +116,6 @@ with st.form("settings"):
         values["context_tokens"] = slider("context_tokens", "Context tokens (language model's)",
                                           64, 4096, 16)
         values["context_mode"] = selectbox("context_mode", "Prompt shows of each passage")
-        values["decline_probability"] = slider(
-            "decline_probability", "Decline when the model is this likely to", 0.0, 1.0, 0.01)
         values["followup_method"] = selectbox("followup_method", "Follow-up questions are searched")
         values["followup_threshold"] = slider(
             "followup_threshold", "Follow-up threshold (newest message alone)", 0.0, 1.0, 0.01)

@@ -15,6 +15,8 @@ DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # For any other model the pipeline reads the limit off the loaded model and clamps chunk_size.
 KNOWN_INPUT_LIMITS = {DEFAULT_EMBEDDING_MODEL: 256}
 SPECIAL_TOKENS = 2  # [CLS] and [SEP] take two places of the input limit
+# Qwen2.5-Coder-1.5B's first-token refusal probability cut-off (bench/results/answers.md)
+PACKAGED_MODEL_DECLINE = 0.25
 
 
 class Settings(BaseSettings):
@@ -66,6 +68,13 @@ class Settings(BaseSettings):
     similarity_threshold: float = Field(0.40, ge=-1.0, le=1.0, description=(
         "Cosine similarity the best passage must reach; when none does, the app declines to "
         "answer instead of guessing."))
+    keyword_floor: float | None = Field(None, ge=-1.0, le=1.0, description=(
+        "A lower cosine similarity that still answers when the question's keywords match the "
+        "best passage (keyword_evidence, hybrid search only); empty: off. For small indexes, "
+        "where real questions can score under the threshold (bench/results/gate.md)."))
+    keyword_evidence: float = Field(0.15, ge=0.0, le=1.0, description=(
+        "Share of the question's keyword weight (top BM25 score over the most it could score) "
+        "the best match must reach for keyword_floor to apply."))
     hybrid: bool = Field(True, description=(
         "Also search by keywords (BM25) and fuse both rankings: finds exact names and rare "
         "terms that meaning-based search blurs (SciFact train nDCG@10 0.742 vs 0.690 dense)."))
@@ -92,15 +101,16 @@ class Settings(BaseSettings):
     followup_threshold: float = Field(0.12, ge=-1.0, le=1.0, description=(
         "Cosine similarity a follow-up, read alone, must reach against the passages its "
         "context found, so an off-topic follow-up is still refused."))
-    context_tokens: int = Field(800, ge=64, le=32768, description=(
+    context_tokens: int = Field(200, ge=64, le=32768, description=(
         "Tokens of the language model given to retrieved text per prompt: on a CPU, reading "
         "them is nearly all of the wait for the first word; a GPU endpoint can take more."))
     context_mode: Literal["chunks", "sentences"] = Field("sentences", description=(
         "What of the passages the prompt shows: sentences: those closest to the question, with "
         "their neighbours; chunks: whole passages, best first."))
-    decline_probability: float = Field(1.0, ge=0.0, le=1.0, description=(
+    decline_probability: float | None = Field(None, ge=0.0, le=1.0, description=(
         "Decline when the model's first token is at least this likely to start the refusal "
-        "sentence: catches questions the passages are about but do not answer. 1 turns it off."))
+        "sentence: catches questions the passages are about but do not answer. Empty: 0.25 "
+        "for the packaged model, calibrated for it, and off for any other; 1 turns it off."))
 
     llm_base_url: str | None = Field(None, description=(
         "An OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server, OpenAI); empty: the "
@@ -140,6 +150,14 @@ class Settings(BaseSettings):
         if self.rerank and self.reranker == "cross-encoder" and not self.reranker_model:
             raise ValueError("reranker 'cross-encoder' needs reranker_model: a local model path")
         return self
+
+    @property
+    def decline_cutoff(self) -> float:
+        """The decline cut-off in force: a calibration holds for the model it was measured on."""
+        if self.decline_probability is not None:
+            return self.decline_probability
+        packaged = not self.uses_remote_llm and self.llm_gguf is None
+        return PACKAGED_MODEL_DECLINE if packaged else 1.0
 
     @property
     def uses_remote_llm(self) -> bool:

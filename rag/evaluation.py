@@ -13,7 +13,6 @@ from pathlib import Path
 import pytrec_eval
 
 from rag.pipeline import RAG, IngestResult
-from rag.retrieval import threshold_gate
 from rag.types import Hit
 
 DEPTH = 100  # recall@100 needs a ranking this deep
@@ -134,7 +133,7 @@ def evaluate(rag: RAG, benchmark: Benchmark,
     for done, (query_id, text) in enumerate(benchmark.queries.items(), start=1):
         hits = rag.rank(text, DEPTH)
         rankings[query_id] = hits
-        refused += threshold_gate(hits, rag.settings.similarity_threshold)[1]
+        refused += rag.gate(text, hits)[1]
         if progress is not None:
             progress(done, total)
     elapsed = time.perf_counter() - started

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -81,6 +82,20 @@ class LexicalIndex:
         scores = self._model.get_scores(known)
         hits = np.flatnonzero(scores > 0)
         return {self._chunk_ids[i]: float(scores[i]) for i in hits}
+
+    def term_idf(self, question: str) -> list[tuple[str, float]]:
+        """The question's terms (repeats kept, as `scores` counts them) with their BM25 IDF; a term
+        no chunk holds gets the highest IDF there is. No chunk can score more than their sum, so
+        the top score over it is the share of the question that the best chunk matches."""
+        if self._model is None:
+            return []
+        docs, indptr = self._model.scores["num_docs"], self._model.scores["indptr"]
+        weights = []
+        for term in terms([question])[0]:
+            column = self._model.vocab_dict.get(term)
+            df = 0 if column is None else int(indptr[column + 1] - indptr[column])
+            weights.append((term, math.log(1 + (docs - df + 0.5) / (df + 0.5))))  # Lucene's IDF
+        return weights
 
     def _save(self) -> None:
         """Written beside, then swapped in: a crash leaves the old folder or none (rebuilt on

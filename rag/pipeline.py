@@ -45,13 +45,16 @@ from rag.lexical import LEXICAL_FORMAT, LexicalIndex, indexed_text
 from rag.loaders import LoaderError, load
 from rag.overview import is_whole_document_question, spread, target_document
 from rag.rerank import Reranker, create_reranker
-from rag.retrieval import Retrieval, rank, retrieve
+from rag.retrieval import Retrieval, judge, rank, retrieve
 from rag.stores import VectorStore, index_name, open_store
 from rag.types import Chunk, Document, DocumentInfo, Hit, chunk_id
 
 log = logging.getLogger(__name__)
 
 CONVERSATIONS_FILE = "conversations.sqlite3"
+# A whole-document question gets the budget that held 5-6 spread passages (bench/followups.py):
+# a summary is worth a longer wait than a fact.
+OVERVIEW_TOKENS = 800
 IngestStatus = Literal["indexed", "already indexed", "failed"]
 T = TypeVar("T")
 
@@ -78,6 +81,8 @@ class Answer:
     searched: str = ""  # what was searched: the question with its conversation's context
     overview: int = 0  # passages spread over the document, for a whole-document question
     latest_support: float | None = None  # the newest message alone vs the passages found
+    keyword_floor: float | None = None  # the lower similarity that matching keywords allow
+    keyword_evidence: float | None = None  # share of the question's keywords the best match has
     preview: Preview | None = None  # the top source's best sentences, shown while the model reads
     # set while the answer streams: the prompt's size, and the model's probability of starting
     # the refusal sentence; `declined` says why, when that probability declined the answer
@@ -92,12 +97,16 @@ class Answer:
             return self.declined
         if not self.refused or self.best_similarity is None:
             return None
-        if self.best_similarity < self.threshold:
-            return (f"No passage reached the similarity threshold {self.threshold:.2f} "
-                    f"(best match {self.best_similarity:.2f}).")
-        return (f"Searched with the conversation, passages matched (best {self.best_similarity:.2f}), "
-                f"but the question alone matched none of them (best {self.latest_support:.2f}): "
-                "it seems to be about something else.")
+        if self.latest_support is not None:
+            return (f"Searched with the conversation, passages matched (best "
+                    f"{self.best_similarity:.2f}), but the question alone matched none of them "
+                    f"(best {self.latest_support:.2f}): it seems to be about something else.")
+        note = (f"No passage reached the similarity threshold {self.threshold:.2f} "
+                f"(best match {self.best_similarity:.2f}).")
+        if self.keyword_floor is None or self.keyword_evidence is None:
+            return note
+        return note + (f" From {self.keyword_floor:.2f} a passage also counts when it holds the "
+                       f"question's keywords; the best held {self.keyword_evidence:.0%} of them.")
 
 
 def _history(earlier: Sequence[Turn]) -> list[dict]:
@@ -455,7 +464,17 @@ class RAG:
         return self._search(lambda parts: retrieve(
             question, top_k=self.settings.top_k, fetch_multiplier=self.settings.fetch_multiplier,
             threshold=self.settings.similarity_threshold, within=within, carry=carry,
-            latest=latest, latest_threshold=self.settings.followup_threshold, **parts))
+            latest=latest, latest_threshold=self.settings.followup_threshold,
+            keyword_floor=self.settings.keyword_floor,
+            keyword_evidence=self.settings.keyword_evidence, **parts))
+
+    def gate(self, question: str, hits: Sequence[Hit]) -> tuple[float | None, bool]:
+        """The best similarity of a ranking and whether the chat would refuse the question for
+        it, by the configured rule: what the evaluation and the Evaluation page judge by."""
+        lexical = self.lexical if self.settings.hybrid else None
+        best, refused, _ = judge(question, hits, lexical, self.settings.similarity_threshold,
+                                 self.settings.keyword_floor, self.settings.keyword_evidence)
+        return best, refused
 
     def _chunk_ids(self, documents: Sequence[str]) -> list[str]:
         """Every chunk id of the listed documents among these (a deleted one has none)."""
@@ -515,7 +534,9 @@ class RAG:
         if not retrieval.hits:
             return Answer([], iter([REFUSAL]), True, retrieval.best_similarity,
                           retrieval.threshold, searched=search.text,
-                          latest_support=retrieval.latest_support)
+                          latest_support=retrieval.latest_support,
+                          keyword_floor=self.settings.keyword_floor,
+                          keyword_evidence=retrieval.keyword_evidence)
         return self._answer(question, history, self.context(question, retrieval.hits),
                             retrieval.best_similarity, retrieval.threshold, searched=search.text)
 
@@ -530,7 +551,7 @@ class RAG:
     def _declining_stream(self, answer: Answer, messages: list[dict]) -> Iterator[str]:
         """The answer, or the refusal sentence when the model's first token makes declining
         likelier than the calibrated cut-off."""
-        cutoff = self.settings.decline_probability
+        cutoff = self.settings.decline_cutoff
 
         def first_token(first: FirstToken) -> bool:
             answer.prompt_tokens = first.prompt_tokens
@@ -554,10 +575,12 @@ class RAG:
         return "" if FAILURE_PREFIX in text else text
 
     def _overview(self, target: DocumentInfo, question: str) -> list[Hit]:
-        """A spread of the whole document within the usual context budget."""
+        """A spread of the whole document: at least OVERVIEW_TOKENS, as one passage or two
+        cannot stand for a document."""
         chunks = self.store.get_chunks(self._chunk_ids([target.doc_id]))
         query = self.embedder.embed_query(question)
-        return spread(chunks, query, self.settings.context_tokens, self.embedder.count_tokens)
+        budget = max(self.settings.context_tokens, OVERVIEW_TOKENS)
+        return spread(chunks, query, budget, self.count_llm_tokens)
 
     @property
     def conversations(self) -> ConversationStore:

@@ -14,7 +14,6 @@ import pytrec_eval
 
 from rag.evaluation import Qrels, Run, score_run
 from rag.pipeline import RAG
-from rag.retrieval import threshold_gate
 from rag.types import Hit
 
 MAX_QUESTIONS = 500  # one query embedding each: minutes at most, even on a busy 2-core CPU
@@ -155,11 +154,10 @@ def run_question_set(rag: RAG, questions: Sequence[Question],
                      progress: Callable[[int, int], None] | None = None) -> SetResult:
     """Rank each question to DEPTH without the threshold's gate, then judge the ranking and, like
     the chat, whether the best similarity reaches the threshold."""
-    threshold = rag.settings.similarity_threshold
     results = []
     for done, question in enumerate(questions, start=1):
         ranked = rag.rank(question.question, depth=DEPTH)
-        best, refused = threshold_gate(ranked, threshold)  # before the cut, as the chat
+        best, refused = rag.gate(question.question, ranked)  # before the cut, as the chat
         hits = tuple(ranked[:DEPTH])
         found = next((rank for rank, hit in enumerate(hits, start=1)
                       if is_relevant(hit, question)), None)
@@ -169,7 +167,7 @@ def run_question_set(rag: RAG, questions: Sequence[Question],
     qrels, run = _qrels_and_run(results)
     return SetResult(
         results=tuple(results),
-        threshold=threshold,
+        threshold=rag.settings.similarity_threshold,
         scores=score_run(qrels, run) if qrels else {},
         recall_at=_recall_at(qrels, run),
         refusal_accuracy=sum(r.refusal_correct for r in results) / len(results) if results else 0.0,

@@ -1,5 +1,5 @@
-"""Question -> hits: dense and BM25 candidates, fused, re-ranked; the threshold decides whether
-the question is answered at all."""
+"""Question -> hits: dense and BM25 candidates, fused, re-ranked; the threshold (optionally
+lowered for questions whose keywords match) decides whether the question is answered at all."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Retrieval:
     best_similarity: float | None  # of all candidates, so a refusal can say how close it came
     threshold: float
     latest_support: float | None = None  # a follow-up's newest message alone, when it was judged
+    keyword_evidence: float | None = None  # lexical_evidence, when a keyword floor was set
 
 
 def rank(
@@ -93,23 +94,30 @@ def retrieve(
     carry: Sequence[str] = (),
     latest: str | None = None,
     latest_threshold: float = 0.0,
+    keyword_floor: float | None = None,
+    keyword_evidence: float = 1.0,
 ) -> Retrieval:
     """The threshold gates the question on its best dense similarity: BM25 can rank a passage
     but cannot make an off-topic question look answerable, so the refusal keeps its meaning.
 
     A follow-up is searched with its context (`question`), which carries the earlier topic into
     the search; so that the context cannot carry an off-topic newest message (`latest`) past the
-    gate, that message alone must also reach `latest_threshold` against the passages found."""
+    gate, that message alone must also reach `latest_threshold` against the passages found.
+
+    With `keyword_floor` set and BM25 on, a best similarity between the floor and the threshold
+    is enough when the question's keywords match (see threshold_gate): keywords lower the bar for
+    small indexes, where real questions score lower, but never below a cosine floor."""
     hits = rank(question, embedder=embedder, store=store, lexical=lexical, reranker=reranker,
                 depth=top_k * fetch_multiplier, dense_weight=dense_weight, fusion=fusion,
                 within=within, carry=carry)
-    best, refused = threshold_gate(hits, threshold)
+    best, refused, evidence = judge(question, hits, lexical, threshold, keyword_floor,
+                                    keyword_evidence)
     support = None
     if not refused and latest is not None and latest != question:
         support = latest_support(embedder, store, latest, hits[:top_k])
         refused = support < latest_threshold
     return Retrieval(hits=[] if refused else hits[:top_k], best_similarity=best,
-                     threshold=threshold, latest_support=support)
+                     threshold=threshold, latest_support=support, keyword_evidence=evidence)
 
 
 def latest_support(embedder: Embedder, store: VectorStore, latest: str,
@@ -123,11 +131,42 @@ def latest_support(embedder: Embedder, store: VectorStore, latest: str,
     return max(_cosine(query, vector) for _, vector in stored)
 
 
-def threshold_gate(hits: Sequence[Hit], threshold: float) -> tuple[float | None, bool]:
-    """The best dense similarity of a ranking, and whether the question is refused for it: the
-    one rule the chat, the evaluation and the Evaluation page all judge by."""
+def judge(question: str, hits: Sequence[Hit], lexical: LexicalIndex | None, threshold: float,
+          keyword_floor: float | None = None, keyword_evidence: float = 1.0,
+          ) -> tuple[float | None, bool, float | None]:
+    """threshold_gate with the keyword evidence measured when a floor asks for it: the best
+    similarity, whether the question is refused, and the evidence (None when not measured)."""
+    evidence = (lexical_evidence(question, hits, lexical)
+                if keyword_floor is not None and lexical is not None else None)
+    best, refused = threshold_gate(hits, threshold, floor=keyword_floor, evidence=evidence,
+                                   min_evidence=keyword_evidence)
+    return best, refused, evidence
+
+
+def threshold_gate(hits: Sequence[Hit], threshold: float, *, floor: float | None = None,
+                   evidence: float | None = None, min_evidence: float = 1.0,
+                   ) -> tuple[float | None, bool]:
+    """The best dense similarity of a ranking, and whether the question is refused: the one rule
+    the chat, the evaluation and the Evaluation page all judge by. Answered when the best
+    similarity reaches `threshold`, or when it reaches the lower `floor` and the keyword
+    `evidence` (lexical_evidence) reaches `min_evidence`. Without a floor or evidence (hybrid
+    off) the threshold alone decides."""
     best = max((hit.similarity for hit in hits), default=None)
-    return best, best is None or best < threshold
+    if best is None:
+        return None, True
+    rescued = (floor is not None and evidence is not None and best >= floor
+               and evidence >= min_evidence)
+    return best, best < threshold and not rescued
+
+
+def lexical_evidence(question: str, hits: Sequence[Hit], lexical: LexicalIndex) -> float | None:
+    """How much of the question the best keyword match covers: the top BM25 score among the hits
+    over the most any passage could score (the sum of the question's term IDFs), in [0, 1).
+    None when the question has no searchable term."""
+    ceiling = sum(weight for _, weight in lexical.term_idf(question))
+    if not ceiling:
+        return None
+    return max((hit.lexical or 0.0 for hit in hits), default=0.0) / ceiling
 
 
 def _cosine(query: np.ndarray, vector: np.ndarray) -> float:

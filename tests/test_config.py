@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rag.config import Settings, describe_validation_error
+from rag.config import PACKAGED_MODEL_DECLINE, Settings, describe_validation_error
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +66,11 @@ def test_a_bad_value_never_echoes_the_api_key(monkeypatch):
 def test_unknown_models_are_not_limited_here():
     # Their limit is read off the loaded model, and the pipeline clamps with a warning.
     assert Settings(embedding_model="/models/other", chunk_size=500).chunk_size == 500
+
+
+def test_the_decline_cut_off_holds_for_the_model_it_was_calibrated_on(tmp_path):
+    assert Settings().decline_cutoff == PACKAGED_MODEL_DECLINE
+    assert Settings(llm_gguf=tmp_path / "other.gguf").decline_cutoff == 1.0  # off
+    assert Settings(llm_base_url="http://127.0.0.1:1/v1").decline_cutoff == 1.0
+    assert Settings(llm_base_url="http://127.0.0.1:1/v1",
+                    decline_probability=0.4).decline_cutoff == 0.4

@@ -18,6 +18,7 @@ from rag.question_sets import (
     parse_question_set,
     run_question_set,
 )
+from rag.retrieval import threshold_gate
 from rag.types import Chunk, Hit
 from tests.conftest import REPO
 
@@ -34,13 +35,13 @@ def hit(source: str, text: str, ordinal: int = 0, similarity: float = 0.5) -> Hi
 
 def test_csv_with_a_header_row() -> None:
     data = (
-        "Question , expected_source,expected_answer,notes\n"
-        "What are the rules?,Book.md,one owner at a time,x\n"
-        "\n"
-        ",,,\n"
-        '"Where, exactly?",,"a ""quoted"" answer",\n'
-        "Who won in 1998?,,,\n"
-    ).encode()
+        b"Question , expected_source,expected_answer,notes\n"
+        b"What are the rules?,Book.md,one owner at a time,x\n"
+        b"\n"
+        b",,,\n"
+        b'"Where, exactly?",,"a ""quoted"" answer",\n'
+        b"Who won in 1998?,,,\n"
+    )
     assert parse_question_set(data, "set.csv") == [
         Question("What are the rules?", "Book.md", "one owner at a time"),
         Question("Where, exactly?", None, 'a "quoted" answer'),
@@ -145,6 +146,9 @@ class RankedRAG:
 
     def rank(self, question: str, depth: int) -> list[Hit]:
         return self.rankings[question][:depth]
+
+    def gate(self, question: str, hits: list[Hit]) -> tuple[float | None, bool]:
+        return threshold_gate(hits, self.settings.similarity_threshold)
 
 
 def test_metrics_follow_the_rank_of_the_first_relevant_hit() -> None:
