@@ -41,7 +41,7 @@ def declined(text: str) -> bool:
     """The refusal sentence, or the model's own words for it."""
     flat = text.lower().replace("\u2019", "'")
     return (REFUSAL.lower()[:40] in flat
-            or re.search(r"(do not|don't|does not|doesn't) (contain|mention|provide|have)|"
+            or re.search(r"(do not|don't|does not|doesn't) (contain|mention|provide|have|state)|"
                          r"not (mentioned|provided|stated|specified)|no information", flat)
             is not None)
 
