@@ -1,5 +1,5 @@
-"""What of the retrieved passages goes into the prompt. On a CPU the model reads about 40 prompt
-tokens a second, so every token is waiting time: the budget is counted in the language model's
+"""What of the retrieved passages goes into the prompt. On 2 CPU cores the default model reads
+about 100 prompt tokens a second, so every token is waiting time: the budget is counted in the language model's
 own tokens, and "sentences" mode keeps only the sentences closest to the question, with their
 neighbours, instead of whole chunks."""
 
@@ -49,32 +49,30 @@ def _whole_chunks(hits: Sequence[Hit], budget: int,
     return kept
 
 
-def _sentences(
-    hits: Sequence[Hit], scores: np.ndarray, spans: list[tuple[int, int, int]], budget: int,
-    count_tokens: Callable[[str], int], neighbours: int,
-) -> dict[int, set[int]]:
+def _sentences(scores: np.ndarray, spans: list[tuple[int, int, int]], costs: list[int],
+               budget: int, neighbours: int) -> dict[int, set[int]]:
     """Best sentences first, each with its neighbours in the same passage, until the budget is
-    spent; the best sentence always. Returns, per hit index, the chosen sentence positions."""
+    spent; the best sentence always. `costs` are the sentences' tokens. Returns, per hit index,
+    the chosen sentence positions."""
     chosen: dict[int, set[int]] = {}
     used = 0
     by_hit: dict[int, list[int]] = {}
     for position, (owner, _, _) in enumerate(spans):
         by_hit.setdefault(owner, []).append(position)
-    for best in np.argsort(-scores, kind="stable"):
+    for best in map(int, np.argsort(-scores, kind="stable")):
         owner = spans[best][0]
+        taken = chosen.get(owner, set())
         siblings = by_hit[owner]
-        at = siblings.index(int(best))
+        at = siblings.index(best)
         group = [p for p in siblings[max(0, at - neighbours): at + neighbours + 1]
-                 if p not in chosen.get(owner, set())]
-        cost = sum(count_tokens(_text(hits, spans, p)) for p in group)
-        if chosen and used + cost > budget:
+                 if p not in taken]
+        if chosen and used + sum(costs[p] for p in group) > budget:
             # the neighbours may not fit where the sentence alone does
-            group = [int(best)] if int(best) not in chosen.get(owner, set()) else []
-            cost = sum(count_tokens(_text(hits, spans, p)) for p in group)
-            if not group or used + cost > budget:
+            group = [best] if best not in taken else []
+            if not group or used + costs[best] > budget:
                 continue
         chosen.setdefault(owner, set()).update(group)
-        used += cost
+        used += sum(costs[p] for p in group)
     return chosen
 
 
@@ -114,15 +112,16 @@ def select(
     scope = hits if mode == "sentences" else hits[:1]
     spans = [(owner, start, end) for owner, hit in enumerate(scope)
              for start, end in split_sentences(hit.chunk.text)]
-    if not spans:
-        kept = _whole_chunks(hits, budget, count_tokens)
-        return Context([hits[i] for i in kept], [hits[i].chunk.text.strip() for i in kept], None)
-    scores = embed([_text(hits, spans, p) for p in range(len(spans))]) @ question_vector
-    if mode == "chunks":
+    if mode == "chunks" or not spans:
         kept = _whole_chunks(hits, budget, count_tokens)
         texts = [hits[i].chunk.text.strip() for i in kept]
-    else:
-        chosen = _sentences(hits, scores, spans, budget, count_tokens, neighbours)
+    if not spans:
+        return Context([hits[i] for i in kept], texts, None)
+    sentences = [_text(hits, spans, p) for p in range(len(spans))]
+    scores = embed(sentences) @ question_vector
+    if mode == "sentences":
+        chosen = _sentences(scores, spans, [count_tokens(s) for s in sentences], budget,
+                            neighbours)
         kept = sorted(chosen)
         texts = [_excerpt(hits[i].chunk.text, [spans[p][1:] for p in chosen[i]]) for i in kept]
     return Context([hits[i] for i in kept], texts,
