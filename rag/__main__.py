@@ -162,7 +162,7 @@ def _ask(rag, args) -> int:
         answer = rag.ask(args.question, documents=documents)
         clock.retrieved()
         text = "".join(clock.follow(answer.deltas))
-        refused = answer.refused or answer.declined is not None
+        refused = answer.withheld
         final = finish(text, answer.hits, rag.embedder, refused)
         print(json.dumps({**_answer_json(final.text, refused, answer.hits, answer.searched,
                                          final.cited),

@@ -200,7 +200,7 @@ class ChatService:
             job._update(state="done")
 
     def _store_final(self, job: AnswerJob, answer) -> None:
-        refused = answer.refused or answer.declined is not None
+        refused = answer.withheld
         final = finish(job.text, answer.hits, self._rag.embedder, refused)
         status = ("refused" if refused else
                   "failed" if FAILURE_PREFIX in job.text else "done")

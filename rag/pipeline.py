@@ -91,6 +91,11 @@ class Answer:
     declined: str | None = None
 
     @property
+    def withheld(self) -> bool:
+        """Refused before any model ran, or declined by the model at its first token."""
+        return self.refused or self.declined is not None
+
+    @property
     def refusal_note(self) -> str | None:
         """Why the answer was declined, in numbers: before any model was asked, or by it."""
         if self.declined:
