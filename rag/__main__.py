@@ -247,12 +247,10 @@ def _measures(clock: _Clock, prompt_tokens: int | None, refused: bool) -> dict:
     """`timings` and `prompt_tokens` of `ask --json`. No first token for a refusal, by the
     threshold (no model ran) or declined by the model: that text is not the model answering."""
     first_token = None if refused else clock.first_token
-    end = clock.end if clock.end is not None else time.perf_counter() - clock.start
-    retrieval = clock.retrieval if clock.retrieval is not None else end
     return {
-        "timings": {"retrieval_s": round(retrieval, 3),
+        "timings": {"retrieval_s": round(clock.retrieval, 3),
                     "first_token_s": None if first_token is None else round(first_token, 3),
-                    "total_s": round(end, 3)},
+                    "total_s": round(clock.end, 3)},
         "prompt_tokens": prompt_tokens,
     }
 
