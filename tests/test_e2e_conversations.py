@@ -188,6 +188,13 @@ def _texts(page) -> list[str]:
             page.locator('[data-testid="stChatMessage"]').all_inner_texts()]
 
 
+def _expect_texts(page, texts: list[str]) -> None:
+    """Until the messages read `texts`: a fenced code block in an answer is highlighted
+    after the language's module loads, so a freshly loaded page fills it in a moment later."""
+    _expect()(page.locator('[data-testid="stChatMessage"]')).to_have_text(
+        texts, use_inner_text=True, timeout=LONG_MS)
+
+
 @pytest.fixture(scope="module")
 def asked_twice(app: App, browser) -> Iterator[tuple[str, list[str], object]]:
     """Ask, ask again 2 s later while the first answer streams; both answers complete."""
@@ -232,7 +239,7 @@ def test_a_reload_shows_the_same_conversation(asked_twice: tuple[str, list, obje
     page.reload()
     _show_stored(page, answers)
     assert f"c={conversation_id}" in page.url
-    assert _texts(page) == before
+    _expect_texts(page, before)
     _screenshot(page, "conversation-reloaded.png")
 
 
@@ -255,7 +262,7 @@ def test_after_a_restart_the_conversation_reopens_from_the_list(
     listed.click()
     _show_stored(page, answers)
     assert f"c={conversation_id}" in page.url
-    assert _texts(page) == before
+    _expect_texts(page, before)
 
     # The menu: rename, export, delete; a delete asks first.
     page.locator('[data-testid="stPopover"] button').click()
