@@ -10,7 +10,7 @@ from itertools import chain
 
 import streamlit as st
 
-from rag.answering import AnswerJob
+from rag.chat_service import AnswerJob
 from rag.citations import link_markers
 from rag.conversations import Conversation, Message
 from rag.generation import REFUSAL

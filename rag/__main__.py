@@ -154,7 +154,7 @@ def _ask(rag, args) -> int:
         return 2
     if args.conversation:
         return _ask_in_conversation(rag, args, documents)
-    from rag.answering import finish
+    from rag.chat_service import finish
 
     if args.json:
         _load_models(rag)

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from rag.answering import ChatService
+from rag.chat_service import ChatService
 from rag.chunking import chunk_document
 from rag.config import Settings
 from rag.context import Context, Preview, select

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rag.answering import turns
+from rag.chat_service import turns
 from rag.config import Settings
 from rag.generation import FAILURE_PREFIX, REFUSAL, create_llm
 from rag.pipeline import RAG
