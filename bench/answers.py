@@ -32,7 +32,8 @@ import numpy as np
 from abstain import declined
 from common import BENCH_DATA, REPO, write_results
 
-import rag.pipeline
+import rag.answering
+from rag.answering import Answering
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.generation import REFUSAL, build_messages
@@ -106,9 +107,10 @@ def configure(engine: RAG, config: dict) -> None:
     engine.update_settings(engine.settings.model_copy(update={
         "context_mode": config["context_mode"], "context_tokens": config["context_tokens"],
         "decline_probability": 1.0}))  # the cut-off is applied afterwards, from the records
-    engine.count_llm_tokens = (engine.embedder.count_tokens if config.get("count") == "embedder"
-                               else functools.partial(RAG.count_llm_tokens, engine))
-    rag.pipeline.build_messages = functools.partial(
+    engine.answering.count_llm_tokens = (
+        engine.embedder.count_tokens if config.get("count") == "embedder"
+        else functools.partial(Answering.count_llm_tokens, engine.answering))
+    rag.answering.build_messages = functools.partial(
         build_messages, **({"instructions": config["instructions"]}
                            if "instructions" in config else {}))
 

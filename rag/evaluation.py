@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytrec_eval
 
-from rag.pipeline import RAG, IngestResult
+from rag.ingest import IngestResult
+from rag.pipeline import RAG
 from rag.types import Hit
 
 DEPTH = 100  # recall@100 needs a ranking this deep

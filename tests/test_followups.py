@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from rag.answering import OVERVIEW_TOKENS
 from rag.config import Settings
 from rag.followups import Turn, condense_messages, plan_search
 from rag.overview import is_whole_document_question, target_document
-from rag.pipeline import OVERVIEW_TOKENS, RAG
+from rag.pipeline import RAG
 from rag.types import DocumentInfo
 
 MACHINE = "What machine were the TraceMonkey benchmark experiments run on?"

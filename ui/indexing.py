@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rag.pipeline import RAG, IngestResult
+from rag.ingest import IngestResult
+from rag.pipeline import RAG
 
 MISMATCH_PREFIX = "The index was built with other settings: "
 
