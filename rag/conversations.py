@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from rag.sqlite_transactions import immediate
+from rag.sqlite_transactions import connect, immediate
 from rag.types import Hit
 
 FILE_NAME = "conversations.sqlite3"  # under data_dir; the caller passes the full path
@@ -96,15 +95,8 @@ class ConversationStore:
     timeout makes the second wait instead of failing."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection for every thread of this process; the lock serialises it.
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # still atomic; fsync at checkpoints only
-        self._db.executescript(SCHEMA)  # idempotent: every statement is IF NOT EXISTS
+        self._lock = threading.RLock()  # serialises the one connection
+        self._db = connect(path, SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -1,10 +1,24 @@
-"""One write transaction on SQLite files that several threads and processes share."""
+"""SQLite files that several threads and processes share: how to open one, and one write
+transaction on it."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+
+def connect(path: Path, schema: str) -> sqlite3.Connection:
+    """One connection for every thread of a process (the caller serialises it with a lock), in
+    WAL mode so readers never wait for a writer, and a busy timeout so a second writer waits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA synchronous=NORMAL")  # still atomic; fsync at checkpoints only
+    db.executescript(schema)  # idempotent when every statement is IF NOT EXISTS
+    return db
 
 
 @contextmanager
