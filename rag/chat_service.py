@@ -21,6 +21,7 @@ from rag.context import Preview
 from rag.conversations import ConversationStore, Message
 from rag.followups import Turn
 from rag.generation import FAILURE_PREFIX, failure_message
+from rag.liveness import alive
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class ChatService:
         self._lock = threading.Lock()
         self._queues: dict[str, list[AnswerJob]] = {}
         # Answers another process was writing when it died stay as they stood, marked so.
-        store.mark_interrupted(keep=lambda message: _alive(message.meta.get("pid")))
+        store.mark_interrupted(keep=lambda message: alive(message.meta.get("pid")))
 
     def ask(self, conversation_id: str, question: str,
             documents: Sequence[str] | None = None) -> AnswerJob:
@@ -231,16 +232,3 @@ def turns(messages: Sequence[Message], before: int | None = None) -> list[Turn]:
             result[-1] = Turn(last.question, message.content,
                               tuple(hit.chunk.chunk_id for hit in message.sources))
     return [turn for turn in result if turn.question]
-
-
-def _alive(pid: object) -> bool:
-    """Whether the process that was writing an answer still runs (then it is not interrupted)."""
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -4,6 +4,7 @@ index as it was and never raises: the result names the file and the cause instea
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -15,12 +16,21 @@ from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.index import Index
 from rag.lexical import indexed_text
-from rag.loaders import LoaderError, load
+from rag.loaders import LoaderError, document_id, load
 from rag.types import Chunk, Document, DocumentInfo
 
 log = logging.getLogger(__name__)
 
 IngestStatus = Literal["indexed", "already indexed", "failed"]
+# Told (stage, done, total) as the work goes on; returns False to stop before anything is written.
+Progress = Callable[[str, int, int], bool]
+# Texts embedded between two progress reports: large enough that the encoder's own batching by
+# length stays efficient.
+EMBED_SLICE = 256
+
+
+class Cancelled(Exception):
+    """The user stopped the job; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +47,31 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _report(progress: Progress | None, stage: str, done: int = 0, total: int = 0) -> None:
+    if progress is not None and not progress(stage, done, total):
+        raise Cancelled(stage)
+
+
+def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
+    """All at once when nobody follows; in slices with a report after each otherwise."""
+    if progress is None:
+        return embedder.embed(texts)
+    parts = []
+    for start in range(0, len(texts), EMBED_SLICE):
+        _report(progress, "embedding", start, len(texts))
+        parts.append(embedder.embed(texts[start:start + EMBED_SLICE]))
+    _report(progress, "embedding", len(texts), len(texts))
+    return np.concatenate(parts)
+
+
 def prepare(document: Document, embedder: Embedder, settings: Settings, chunk_size: int,
-            added_at: str | None = None) -> tuple[DocumentInfo, list[Chunk], np.ndarray | None]:
+            added_at: str | None = None, progress: Progress | None = None,
+            ) -> tuple[DocumentInfo, list[Chunk], np.ndarray | None]:
     """Chunk with the live settings and embed: all the slow work, done before any write."""
+    _report(progress, "chunking", 0, len(document.pages))
     chunks = chunk_document(document, embedder, size=chunk_size,
                             overlap=settings.chunk_overlap, strategy=settings.chunk_strategy)
-    vectors = embedder.embed([indexed_text(chunk) for chunk in chunks]) if chunks else None
+    vectors = _embed(embedder, [indexed_text(chunk) for chunk in chunks], progress) if chunks else None
     info = DocumentInfo(
         doc_id=document.doc_id,
         source=document.source,
@@ -55,35 +84,47 @@ def prepare(document: Document, embedder: Embedder, settings: Settings, chunk_si
     return info, chunks, vectors
 
 
-def ingest_file(index: Index, source: str, data: bytes,
-                password: str | None = None) -> IngestResult:
-    """Never raises for a bad file. The BM25 side catches up before the next search, or at once
-    with `index.sync_lexical`."""
-    index.follow_other_processes()
-    with index.lock:
-        return _ingest(index, source, data, password)
-
-
-def _ingest(index: Index, source: str, data: bytes, password: str | None) -> IngestResult:
+def ingest_file(index: Index, source: str, data: bytes, password: str | None = None,
+                progress: Progress | None = None) -> IngestResult:
+    """Never raises for a bad file; raises Cancelled when `progress` asked to stop, before
+    anything was written. The BM25 side catches up before the next search, or at once with
+    `index.sync_lexical`."""
     settings = index.settings
+    doc_id = document_id(data)
+    if index.store.get_document(doc_id) is not None:  # no need to parse it again
+        return IngestResult(source, "already indexed", doc_id=doc_id)
+    _report(progress, "parsing")
     try:
         document = load(data, source, password=password, timeout_s=settings.load_timeout_s)
     except LoaderError as error:
         return IngestResult(source, "failed", error=str(error))
+    _report(progress, "parsed", len(document.pages), len(document.pages))
+    index.follow_other_processes()
+    with index.lock:
+        return _ingest(index, document, data, progress)
+
+
+def _ingest(index: Index, document: Document, data: bytes,
+            progress: Progress | None) -> IngestResult:
+    settings, source = index.settings, document.source
     if index.store.get_document(document.doc_id) is not None:
         return IngestResult(source, "already indexed", doc_id=document.doc_id)
     try:
         if index.store.count() == 0:
             index.adopt_live_settings()
         model = index.model
-        info, chunks, vectors = prepare(document, index.embedder, settings, index.chunk_size)
+        info, chunks, vectors = prepare(document, index.embedder, settings, index.chunk_size,
+                                        progress=progress)
         if not chunks:
             return IngestResult(source, "failed", error=f"{source}: no text to index")
+        _report(progress, "writing", len(chunks), len(chunks))
         with index.writing():  # another process may have swapped the index meanwhile
             if index.model != model:
                 info, chunks, vectors = prepare(document, index.embedder, settings,
                                                 index.chunk_size)
             index.add(data, info, chunks, vectors)
+    except Cancelled:
+        raise
     except Exception as error:  # the store rolled back; the next file goes on
         log.exception("indexing %s failed", source)
         return IngestResult(source, "failed", doc_id=document.doc_id,

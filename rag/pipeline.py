@@ -16,6 +16,7 @@ from rag.followups import SearchPlan, Turn
 from rag.generation import LLM
 from rag.index import Index
 from rag.ingest import IngestResult, ingest_file
+from rag.ingest_queue import IngestQueue
 from rag.lexical import LexicalIndex
 from rag.reindex import reindex_iter
 from rag.retrieval import Retrieval
@@ -40,6 +41,7 @@ class RAG:
         self._lock = threading.Lock()
         self._conversations: ConversationStore | None = None
         self._chat: ChatService | None = None
+        self._queue: IngestQueue | None = None
 
     @property
     def settings(self) -> Settings:
@@ -122,9 +124,18 @@ class RAG:
         self.index.sync_lexical()
         return results
 
-    def ingest_one(self, source: str, data: bytes) -> IngestResult:
+    def ingest_one(self, source: str, data: bytes, password: str | None = None) -> IngestResult:
         """Never raises for a bad file: the error names the file and the cause instead."""
-        return ingest_file(self.index, source, data)
+        return ingest_file(self.index, source, data, password)
+
+    @property
+    def queue(self) -> IngestQueue:
+        """Uploads indexed by a worker of the engine, whatever the page does (`queue.start()`
+        resumes what a restart interrupted)."""
+        with self._lock:
+            if self._queue is None:
+                self._queue = IngestQueue(self.index)
+            return self._queue
 
     # --- questions ---------------------------------------------------------------------------
 

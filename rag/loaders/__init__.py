@@ -21,6 +21,11 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 )
 
 
+def document_id(data: bytes) -> str:
+    """The same bytes are the same document, whatever the file's name."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def load(
     data: bytes, source: str, *, password: str | None = None, timeout_s: float | None = None
 ) -> Document:
@@ -60,7 +65,7 @@ def load(
     if not pages:
         raise LoaderError(source, "no text")
     return Document(
-        doc_id=hashlib.sha256(data).hexdigest(),
+        doc_id=document_id(data),
         source=source,
         pages=tuple(pages),
         size_bytes=len(data),
