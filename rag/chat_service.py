@@ -25,7 +25,7 @@ from rag.liveness import alive
 from rag.types import Hit
 
 if TYPE_CHECKING:
-    from rag.embeddings import Embedder
+    from rag.embeddings import TextEmbedder
     from rag.pipeline import RAG
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Finished:
     attributed: bool
 
 
-def finish(text: str, hits: Sequence[Hit], embedder: Embedder, refused: bool) -> Finished:
+def finish(text: str, hits: Sequence[Hit], embedder: TextEmbedder, refused: bool) -> Finished:
     if refused or not hits:
         return Finished(text, (), False)
     normalised = citations.normalise(text, len(hits))

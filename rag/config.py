@@ -41,10 +41,22 @@ class Settings(BaseSettings):
         "recursive: cut at paragraphs, lines, sentences, words; semantic: merge whole "
         "paragraphs; fixed: plain token windows."))
     embedding_model: str = Field(DEFAULT_EMBEDDING_MODEL, description=(
-        "A sentence-transformers model name or local path; the default ships with the app."))
+        "A sentence-transformers model name or local path; the default ships with the app. "
+        "With embedding_base_url: the name of the model the endpoint serves."))
     embedding_batch_size: int = Field(16, ge=1, le=4096, description=(
-        "Chunks embedded at once. On a CPU 16 beat 64 (28 vs 22 chunks/s): big batches pad "
-        "short chunks to the longest."))
+        "Chunks embedded at once (per request to an endpoint). On a CPU 16 beat 64 (28 vs 22 "
+        "chunks/s): big batches pad short chunks to the longest."))
+    embedding_base_url: str | None = Field(None, description=(
+        "An OpenAI-compatible embeddings endpoint (OpenAI, vLLM, TEI, Ollama, llama.cpp server "
+        "--embedding), so embedding runs on another machine; empty: the local model. Changing "
+        "it asks for a re-index."))
+    embedding_api_key: SecretStr | None = Field(None, description=(
+        "Key for the embeddings endpoint, sent to it alone (not the language model's key); read "
+        "from the environment or .env, never saved."))
+    embedding_max_tokens: int = Field(384, ge=16, le=32768, description=(
+        "Longest chunk sent to the embeddings endpoint, counted with the local model's tokenizer "
+        "as an estimate (the endpoint's is unknown): 384 keeps a margin under the 512 tokens "
+        "BERT-style servers and llama.cpp's default batch take."))
 
     vector_store_type: Literal["chroma", "faiss"] = Field("chroma", description=(
         "Where vectors live: chroma (a folder under data_dir, or a server with chroma_host); "

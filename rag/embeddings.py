@@ -1,4 +1,5 @@
-"""Sentence-transformers embedder that never touches the network and measures text in its own tokens."""
+"""Sentence-transformers embedder that never touches the network and measures text in its own
+tokens; and the factory that picks it or a remote endpoint (rag.remote_embeddings)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,31 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-from rag.config import DEFAULT_EMBEDDING_MODEL, SPECIAL_TOKENS
+from rag.config import DEFAULT_EMBEDDING_MODEL, SPECIAL_TOKENS, Settings
+from rag.generation import public_url
+
+
+class TextEmbedder(Protocol):
+    """What chunking, indexing and search need of an embedder, local or remote."""
+
+    name: str  # the identity an index's manifest records (see embedding_identity)
+    batch_size: int
+    max_tokens: int  # text tokens per input; chunks are cut to fit
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+    def count_tokens(self, text: str) -> int: ...
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -55,11 +77,55 @@ class Embedder:
         return self.embed([text])[0]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        """Character span of each token (special tokens excluded), for cutting text at token bounds."""
-        encoded = self._tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
-        return [tuple(span) for span in encoded["offset_mapping"]]
+        return tokenizer_spans(self._tokenizer, text)
 
     def count_tokens(self, text: str) -> int:
         return len(self.token_spans(text))
+
+
+def tokenizer_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
+    """Character span of each token (special tokens excluded), for cutting text at token bounds."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    return [tuple(span) for span in encoded["offset_mapping"]]
+
+
+def remote_identity(model: str, base_url: str) -> str:
+    """`model@endpoint`, without any user:password@ of the URL: safe to record and show."""
+    return f"{model}@{public_url(base_url).rstrip('/')}"
+
+
+def embedding_identity(settings: Settings) -> str:
+    """What an index's manifest records as its `embedding_model`: the endpoint is part of it, so
+    pointing at another server asks for a re-index just as another model does."""
+    if settings.embedding_base_url:
+        return remote_identity(settings.embedding_model, settings.embedding_base_url)
+    return settings.embedding_model
+
+
+def create_embedder(
+    settings: Settings, model: str, *, dimension: int | None = None
+) -> TextEmbedder:
+    """The embedder for `model`, an embedding identity: the live settings' (embedding_identity)
+    or the one an index was built with, which its questions must keep using. `dimension`, the
+    index's, turns a model that changed behind the same name into a clear error. The key is
+    sent only to the endpoint the live settings name."""
+    name, _, endpoint = model.rpartition("@")
+    if not endpoint.startswith(("http://", "https://")):
+        embedder = Embedder(model, settings.embedding_batch_size)
+        if dimension is not None and embedder.dimension != dimension:
+            raise ValueError(f"{model} makes {embedder.dimension}-dimensional vectors, the index "
+                             f"holds {dimension}-dimensional ones: re-index")
+        return embedder
+    from rag.remote_embeddings import RemoteEmbedder  # the openai client loads only for this
+
+    live = settings.embedding_base_url
+    same = live is not None and remote_identity(name, live) == model
+    key = settings.embedding_api_key if same else None
+    return RemoteEmbedder(
+        name,
+        live if same else endpoint,
+        key.get_secret_value() if key else None,
+        batch_size=settings.embedding_batch_size,
+        max_tokens=settings.embedding_max_tokens,
+        dimension=dimension,
+    )

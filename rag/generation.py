@@ -112,7 +112,7 @@ def public_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _root_cause(exc: BaseException) -> str:
+def root_cause(exc: BaseException) -> str:
     """The innermost error names the real problem ('connection refused'), the wrapper doesn't."""
     while (inner := exc.__cause__ or exc.__context__) is not None:
         exc = inner
@@ -166,7 +166,7 @@ class OpenAIChat:
             reason = f"no answer from {self.endpoint} within {self.timeout:g} s"
         elif isinstance(exc, openai.APIConnectionError):
             what = "the connection to {} broke off" if streaming else "could not connect to {}"
-            reason = f"{what.format(self.endpoint)} ({_root_cause(exc)})"
+            reason = f"{what.format(self.endpoint)} ({root_cause(exc)})"
         elif isinstance(exc, openai.APIStatusError):
             body = exc.body if isinstance(exc.body, dict) else {}
             detail = body.get("message") or exc.message

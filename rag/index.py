@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import Settings
-from rag.embeddings import Embedder
+from rag.embeddings import TextEmbedder, create_embedder, embedding_identity
 from rag.index_files import (
     INDEX_FIELDS,
     WRITE_LOCK,
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class Index:
     """Models load on first use, so listing or deleting documents never waits for them."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: TextEmbedder | None = None) -> None:
         self.settings = settings
         self._embedder = embedder
         self.lock = threading.RLock()  # this process's writers, and the swap
@@ -54,9 +54,10 @@ class Index:
         self._manifest_version = manifest_version(self.settings.data_dir)
         # manifests from before FAISS existed name no store: theirs was Chroma
         store_type = "chroma" if manifest else self.settings.vector_store_type
+        self._dimension = manifest.get("embedding_dimension")
         self._use(manifest.get("generation", 0),
                   manifest.get("vector_store_type", store_type),
-                  manifest.get("embedding_model", self.settings.embedding_model))
+                  manifest.get("embedding_model", embedding_identity(self.settings)))
         if manifest and manifest.get("lexical") != LEXICAL_FORMAT:  # built by an older version
             self.lexical.rebuild(self.store.chunks())
             self.write_manifest({**manifest, "generation": self.generation,
@@ -76,7 +77,7 @@ class Index:
     def lexical_path(self, generation: int) -> Path:
         return self.settings.data_dir / f"bm25{index_name(generation)}"
 
-    def live_manifest(self, generation: int, embedder: Embedder) -> dict:
+    def live_manifest(self, generation: int, embedder: TextEmbedder) -> dict:
         """What a generation built now with the live settings records about itself."""
         return {**self.manifest(), "embedding_model": embedder.name,
                 "chunk_size": self.chunk_size_for(embedder),
@@ -112,25 +113,30 @@ class Index:
             yield
 
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> TextEmbedder:
         """The model that built the open index: its questions must be embedded the same way."""
         with self._model_lock:
             if self._embedder is None:
-                self._embedder = Embedder(self.model, self.settings.embedding_batch_size)
+                self._embedder = create_embedder(self.settings, self.model,
+                                                 dimension=self._dimension)
             return self._embedder
 
-    def live_embedder(self) -> Embedder:
+    def forget_embedder(self) -> None:
+        """The next use creates it again from the live settings (a new key, limit, batch)."""
+        with self._model_lock:
+            self._embedder = None
+
+    def live_embedder(self) -> TextEmbedder:
         """The model the live settings name: the index's own when they agree."""
-        if self.settings.embedding_model == self.model:
-            return self.embedder
-        return Embedder(self.settings.embedding_model, self.settings.embedding_batch_size)
+        live = embedding_identity(self.settings)
+        return self.embedder if live == self.model else create_embedder(self.settings, live)
 
     @property
     def chunk_size(self) -> int:
         """The configured size, cut to what the embedder reads: text past it would be dropped."""
         return self.chunk_size_for(self.embedder)
 
-    def chunk_size_for(self, embedder: Embedder) -> int:
+    def chunk_size_for(self, embedder: TextEmbedder) -> int:
         return min(self.settings.chunk_size, embedder.max_tokens)
 
     @property
@@ -146,13 +152,12 @@ class Index:
 
     def adopt_live_settings(self) -> None:
         """An empty index has nothing to rebuild: it takes the live store type and model at once."""
-        if (self.store_type, self.model) == (
-            self.settings.vector_store_type, self.settings.embedding_model
-        ):
+        live = embedding_identity(self.settings)
+        if (self.store_type, self.model) == (self.settings.vector_store_type, live):
             return
         old = self.store
-        self._use(self.generation + 1, self.settings.vector_store_type,
-                  self.settings.embedding_model)
+        self._dimension = None
+        self._use(self.generation + 1, self.settings.vector_store_type, live)
         old.drop()
 
     def add(self, data: bytes, info: DocumentInfo, chunks: list[Chunk],
@@ -196,7 +201,7 @@ class Index:
             self.store.flush()
             self._lexical_stale = False
 
-    def swap(self, fresh: VectorStore, generation: int, embedder: Embedder) -> None:
+    def swap(self, fresh: VectorStore, generation: int, embedder: TextEmbedder) -> None:
         """Make a rebuilt generation the live one (inside `writing`): the manifest's atomic
         replace is the moment of the swap. The old generation is dropped by the caller once
         out of the lock; searches still holding it retry on the new one."""
@@ -205,7 +210,7 @@ class Index:
         fresh.flush()
         self.store, self.lexical, self.generation = fresh, lexical, generation
         self.store_type = self.settings.vector_store_type
-        self.model, self._embedder = embedder.name, embedder
+        self.model, self._embedder, self._dimension = embedder.name, embedder, embedder.dimension
         self._lexical_stale = False
         self.write_manifest(self.live_manifest(generation, embedder))
 
@@ -239,6 +244,7 @@ class Index:
     def manifest(self) -> dict:
         """The live settings that shape chunks and vectors, as the index would record them."""
         manifest = {field: getattr(self.settings, field) for field in INDEX_FIELDS}
+        manifest["embedding_model"] = embedding_identity(self.settings)
         manifest["chunk_size"] = self.chunk_size
         return manifest
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from rag.chunking import chunk_document
 from rag.config import Settings
-from rag.embeddings import Embedder
+from rag.embeddings import TextEmbedder
 from rag.index import Index
 from rag.lexical import indexed_text
 from rag.loaders import LoaderError, document_id, load
@@ -52,7 +52,7 @@ def _report(progress: Progress | None, stage: str, done: int = 0, total: int = 0
         raise Cancelled(stage)
 
 
-def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> np.ndarray:
+def _embed(embedder: TextEmbedder, texts: list[str], progress: Progress | None) -> np.ndarray:
     """All at once when nobody follows; in slices with a report after each otherwise."""
     if progress is None:
         return embedder.embed(texts)
@@ -64,14 +64,15 @@ def _embed(embedder: Embedder, texts: list[str], progress: Progress | None) -> n
     return np.concatenate(parts)
 
 
-def prepare(document: Document, embedder: Embedder, settings: Settings, chunk_size: int,
+def prepare(document: Document, embedder: TextEmbedder, settings: Settings, chunk_size: int,
             added_at: str | None = None, progress: Progress | None = None,
             ) -> tuple[DocumentInfo, list[Chunk], np.ndarray | None]:
     """Chunk with the live settings and embed: all the slow work, done before any write."""
     _report(progress, "chunking", 0, len(document.pages))
     chunks = chunk_document(document, embedder, size=chunk_size,
                             overlap=settings.chunk_overlap, strategy=settings.chunk_strategy)
-    vectors = _embed(embedder, [indexed_text(chunk) for chunk in chunks], progress) if chunks else None
+    texts = [indexed_text(chunk) for chunk in chunks]
+    vectors = _embed(embedder, texts, progress) if chunks else None
     info = DocumentInfo(
         doc_id=document.doc_id,
         source=document.source,

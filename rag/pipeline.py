@@ -11,7 +11,7 @@ from rag.chat_service import ChatService
 from rag.config import Settings
 from rag.context import Context
 from rag.conversations import ConversationStore
-from rag.embeddings import Embedder
+from rag.embeddings import TextEmbedder
 from rag.followups import SearchPlan, Turn
 from rag.generation import LLM
 from rag.index import Index
@@ -32,7 +32,7 @@ class RAG:
     documents (CLI `list`, the UI's sidebar) never waits for them."""
 
     def __init__(
-        self, settings: Settings | None = None, *, embedder: Embedder | None = None,
+        self, settings: Settings | None = None, *, embedder: TextEmbedder | None = None,
         llm: LLM | None = None,
     ) -> None:
         self.index = Index(settings or Settings(), embedder)
@@ -58,6 +58,10 @@ class RAG:
                       "llm_context_window", "llm_max_tokens", "llm_temperature", "llm_timeout_s")
         if any(getattr(settings, f) != getattr(self.settings, f) for f in llm_fields):
             self.answering.llm = None
+        embedding_fields = ("embedding_base_url", "embedding_api_key", "embedding_max_tokens",
+                            "embedding_batch_size")  # the identity holds neither key nor limits
+        if any(getattr(settings, f) != getattr(self.settings, f) for f in embedding_fields):
+            self.index.forget_embedder()
         self.index.settings = settings
         self.search.settings_changed()
 
@@ -84,7 +88,7 @@ class RAG:
         return self.index.model
 
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> TextEmbedder:
         return self.index.embedder
 
     @property

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from rag.embeddings import Embedder
+from rag.embeddings import TextEmbedder
 from rag.index import Index
 from rag.index_files import read_original
 from rag.ingest import IngestResult, prepare
@@ -39,7 +39,7 @@ def reindex_iter(index: Index) -> Iterator[IngestResult]:
             index.drop_generation(fresh, generation)
 
 
-def _rebuild_into(index: Index, store: VectorStore, embedder: Embedder,
+def _rebuild_into(index: Index, store: VectorStore, embedder: TextEmbedder,
                   info: DocumentInfo) -> IngestResult | None:
     """None for a document deleted while the re-index ran: nothing to rebuild."""
     settings = index.settings
@@ -64,7 +64,7 @@ def _rebuild_into(index: Index, store: VectorStore, embedder: Embedder,
                         warnings=document.warnings)
 
 
-def _swap_in(index: Index, fresh: VectorStore, generation: int, embedder: Embedder) -> bool:
+def _swap_in(index: Index, fresh: VectorStore, generation: int, embedder: TextEmbedder) -> bool:
     """Catch up with uploads and deletes made during the rebuild, then swap. The write lock keeps
     other processes' uploads out until then; they follow the swap."""
     with index.writing():

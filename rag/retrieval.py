@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from rag.embeddings import Embedder
+from rag.embeddings import TextEmbedder
 from rag.lexical import LexicalIndex
 from rag.rerank import Reranker
 from rag.stores.base import VectorStore
@@ -32,7 +32,7 @@ class Retrieval:
 def rank(
     question: str,
     *,
-    embedder: Embedder,
+    embedder: TextEmbedder,
     store: VectorStore,
     lexical: LexicalIndex | None,
     reranker: Reranker | None,
@@ -81,7 +81,7 @@ def rank(
 def retrieve(
     question: str,
     *,
-    embedder: Embedder,
+    embedder: TextEmbedder,
     store: VectorStore,
     lexical: LexicalIndex | None,
     reranker: Reranker | None,
@@ -120,7 +120,7 @@ def retrieve(
                      threshold=threshold, latest_support=support, keyword_evidence=evidence)
 
 
-def latest_support(embedder: Embedder, store: VectorStore, latest: str,
+def latest_support(embedder: TextEmbedder, store: VectorStore, latest: str,
                    hits: Sequence[Hit]) -> float:
     """How close the newest message alone comes to the passages its contextual search found
     (their stored vectors: one query embedding, no passage embedded again)."""

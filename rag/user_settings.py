@@ -18,7 +18,7 @@ from rag.config import Settings
 
 SAVED_FILE = "settings.json"
 # data_dir locates the saved file itself; the key is a secret and stays in the environment/.env.
-NOT_SAVED = frozenset({"data_dir", "llm_api_key"})
+NOT_SAVED = frozenset({"data_dir", "llm_api_key", "embedding_api_key", "chroma_token"})
 ENV_NAMES = {"llm_api_key": ("RAG_LLM_API_KEY", "OPENAI_API_KEY")}
 
 Source = Literal["environment", ".env", "saved", "default"]
