@@ -17,22 +17,24 @@ warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning)
 
 
 def markdown_pages(text: str) -> list[Page]:
-    return _sections_to_pages(_markdown_sections(text))
+    return sections_to_pages(_markdown_sections(text))
 
 
 def html_pages(data: bytes) -> list[Page]:
-    return _sections_to_pages(_html_sections(data))
+    return sections_to_pages(_html_sections(data))
 
 
 @dataclass
-class _Section:
+class Section:
+    """A heading's stretch of text; shared with the Word loader, whose headings nest the same."""
+
     level: int | None  # heading level, None for text before the first heading
     path: str | None  # "Chapter > Section"
     text: str
     has_body: bool  # anything besides the heading itself
 
 
-def _sections_to_pages(sections: list[_Section]) -> list[Page]:
+def sections_to_pages(sections: list[Section]) -> list[Page]:
     """A heading with no text of its own lives on in its children's heading path: drop it there."""
     pages = []
     for i, sec in enumerate(sections):
@@ -49,7 +51,9 @@ def _sections_to_pages(sections: list[_Section]) -> list[Page]:
     return pages
 
 
-class _HeadingPath:
+class HeadingPath:
+    """The "Chapter > Section" path of each heading, from the headings seen before it."""
+
     def __init__(self) -> None:
         self._stack: list[tuple[int, str]] = []
 
@@ -63,7 +67,7 @@ class _HeadingPath:
 _MD = MarkdownIt("commonmark")
 
 
-def _markdown_sections(text: str) -> list[_Section]:
+def _markdown_sections(text: str) -> list[Section]:
     """Split at top-level headings found by a CommonMark parser, so `#` in code is never one."""
     lines = text.split("\n")
     tokens = _MD.parse(text)
@@ -77,13 +81,13 @@ def _markdown_sections(text: str) -> list[_Section]:
     first = heads[0][0] if heads else len(lines)
     preamble = _tidy_markdown(lines[:first])
     if preamble.strip():
-        sections.append(_Section(None, None, preamble, True))
-    path = _HeadingPath()
+        sections.append(Section(None, None, preamble, True))
+    path = HeadingPath()
     for n, (start, end, level, title) in enumerate(heads):
         stop = heads[n + 1][0] if n + 1 < len(heads) else len(lines)
         has_body = bool(_tidy_markdown(lines[end:stop]).strip())
         text = _tidy_markdown(lines[start:stop])
-        sections.append(_Section(level, path.enter(level, title), text, has_body))
+        sections.append(Section(level, path.enter(level, title), text, has_body))
     return sections
 
 
@@ -127,7 +131,7 @@ def _hidden(tag: Tag) -> bool:
     return tag.has_attr("hidden") or "display:none" in style or "visibility:hidden" in style
 
 
-def _html_sections(data: bytes) -> list[_Section]:
+def _html_sections(data: bytes) -> list[Section]:
     """Visible text only, blocks on their own lines, split at h1-h3 like Markdown."""
     soup = BeautifulSoup(data, "html.parser")
     out = _HtmlText()
@@ -169,13 +173,13 @@ class _HtmlText:
 
     def __init__(self) -> None:
         self.pre = 0
-        self._done: list[_Section] = []
+        self._done: list[Section] = []
         self._level: int | None = None
         self._path: str | None = None
         self._parts: list[str] = []
         self._body = False
         self._pending = 0
-        self._headings = _HeadingPath()
+        self._headings = HeadingPath()
 
     def brk(self, n: int) -> None:
         self._pending = max(self._pending, n)
@@ -225,7 +229,7 @@ class _HtmlText:
         self._body = False
         self._pending = 2
 
-    def sections(self) -> list[_Section]:
+    def sections(self) -> list[Section]:
         self._flush()
         return self._done
 
@@ -234,4 +238,4 @@ class _HtmlText:
         text = "\n".join(line.rstrip() for line in text.split("\n"))
         text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
         if text.strip():
-            self._done.append(_Section(self._level, self._path, text, self._body))
+            self._done.append(Section(self._level, self._path, text, self._body))
