@@ -109,6 +109,7 @@ def _make_chunk(document: Document, page: Page, ordinal: int, start: int, end: i
         end=end,
         page=page.page,
         heading=page.heading,
+        ocr=page.ocr,
     )
 
 
@@ -291,7 +292,8 @@ class _TokenizedText:
                 if start < p:
                     j = self._fit(start, bounds, lo)
                     if j < 0:  # the tail and the next piece do not fit together: shorten the tail
-                        for start in self._shorter_overlaps(start, p, bounds[lo]):
+                        # B020 on purpose: the loop leaves `start` at the first tail that fits
+                        for start in self._shorter_overlaps(start, p, bounds[lo]):  # noqa: B020
                             if (j := self._fit(start, bounds, lo)) >= 0:
                                 break
                 if j < 0:

@@ -11,8 +11,9 @@ class Page:
     """One addressable unit of a document: a PDF page, a Markdown/HTML section, or a whole text."""
 
     text: str
-    page: int | None = None  # 1-based PDF page number
+    page: int | None = None  # 1-based page number of a PDF or a multi-page TIFF
     heading: str | None = None  # section heading path, e.g. "Ownership > The Stack and the Heap"
+    ocr: bool = False  # the text was recognised in an image (a scan): it may misspell words
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Chunk:
     end: int
     page: int | None = None
     heading: str | None = None
+    ocr: bool = False  # from a page read by OCR, so a reader knows its text may be misread
 
     @property
     def chunk_id(self) -> str:
@@ -85,7 +87,8 @@ class Hit:
         return cls(chunk, **{name: data.get(name) for name in _SCORES})
 
 
-_CHUNK_FIELDS = ("doc_id", "source", "ordinal", "text", "start", "end", "page", "heading")
+# Fields a stored conversation may lack (ocr, added later) take their defaults.
+_CHUNK_FIELDS = ("doc_id", "source", "ordinal", "text", "start", "end", "page", "heading", "ocr")
 _SCORES = ("similarity", "lexical", "fused", "rerank_score")
 
 

@@ -1,5 +1,6 @@
-"""Every benchmark PDF through the real pipeline (loader worker under the time limit, chunker,
-embedder, Chroma folder, BM25): indexed, or refused with the file's name and the cause."""
+"""Every benchmark PDF through the real pipeline (loader worker under the time limit, OCR of
+pages without a text layer, chunker, embedder, Chroma folder, BM25): indexed, or refused with
+the file's name and the cause."""
 
 from __future__ import annotations
 
@@ -23,11 +24,17 @@ GARBLED = frozenset({"XiaoBiaoSong.pdf", "SimFang-variant.pdf"})
 # User-password files that pypdf 7.1.1 nonetheless opens with the empty password (decrypt("")
 # returns USER_PASSWORD and the real text comes out); the probe only tried "asdfzxcv" on them.
 OPEN_WITHOUT_PASSWORD = frozenset({"r5-user-password.pdf", "r6-user-password.pdf"})
+# Files with a page that has no text layer but text OCR reads: the cover of freeculture.pdf
+# (its title; its other pages have text layers) and page 2 of encrypted_doc_no_id.pdf, a
+# scanned patent page and the only page of that file with text, which is therefore indexed
+# thanks to OCR alone. Image-only files (a logo, test patterns, photos) give OCR no text and
+# are refused for it.
+READ_BY_OCR = frozenset({"freeculture.pdf", "encrypted_doc_no_id.pdf"})
 # Every cause a refusal may state after "<file>: "; a new kind of refusal should be looked at.
 CAUSES = re.compile(
     r"unreadable PDF: .{5,}"
     r"|encrypted PDF, no password given"
-    r"|scanned PDF: no extractable text, needs OCR"
+    r"|scanned PDF: OCR found no text"
     r"|unreadable text layer \(.+\), needs OCR"
     r"|no text: the pages are blank \(or their text is drawn as shapes\)"
 )
@@ -59,9 +66,10 @@ def _has_text_layer(entry: dict) -> bool:
 
 
 def test_every_benchmark_pdf_is_indexed_or_refused_by_name(tmp_path, embedder, pdfs) -> None:
-    """A PDF with a text layer (see _has_text_layer) ends "indexed"; every other one is refused
-    with "<file>: <cause>". A byte-identical copy under another name is "already indexed". The
-    vector store and BM25 then hold exactly the indexed documents."""
+    """A PDF with a text layer (see _has_text_layer) or text read by OCR ends "indexed"; every
+    other one is refused with "<file>: <cause>". A byte-identical copy under another name is
+    "already indexed". The vector store and BM25 then hold exactly the indexed documents, and
+    chunks marked OCR come from exactly the files whose warnings say a page was read by OCR."""
     entries = json.loads((pdfs / "MANIFEST.json").read_text(encoding="utf-8"))["pdfs"]
     found = sorted(p.relative_to(pdfs).as_posix() for p in pdfs.rglob("*.pdf"))
     assert found == sorted(e["path"] for e in entries) and len(found) == 91
@@ -82,7 +90,7 @@ def test_every_benchmark_pdf_is_indexed_or_refused_by_name(tmp_path, embedder, p
             cause = r.error.removeprefix(f"{r.source}: ")
             assert CAUSES.fullmatch(cause), r.error
             causes[re.split(r"[:(,]", cause)[0].strip()] += 1
-    expected = {Path(e["path"]).name for e in entries if _has_text_layer(e)}
+    expected = {Path(e["path"]).name for e in entries if _has_text_layer(e)} | READ_BY_OCR
     indexed = {r.source for r in results if r.status == "indexed"}
     assert indexed == expected
     assert all(by_name[name].chunks > 0 for name in indexed)
@@ -95,6 +103,9 @@ def test_every_benchmark_pdf_is_indexed_or_refused_by_name(tmp_path, embedder, p
     assert {info.doc_id for info in rag.documents()} == doc_ids
     assert rag.lexical.doc_ids == doc_ids
     assert rag.store.count() == sum(by_name[name].chunks for name in indexed)
+    told = {r.source for r in results if any("read by OCR" in w for w in r.warnings)}
+    assert told == READ_BY_OCR
+    assert {chunk.source for chunk in rag.store.chunks() if chunk.ocr} == READ_BY_OCR
     print(f"\nPDF pipeline sweep: {len(indexed)} indexed, refused {dict(causes)}; "
           f"{elapsed:.1f} s")
 

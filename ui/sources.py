@@ -21,9 +21,13 @@ PREVIEW_AROUND = 160  # characters of the passage kept beside its marked sentenc
 
 
 def location(hit: Hit) -> str:
+    """Where in its document a source is; "· OCR" when its text was read off an image, so a
+    misspelt word there is known to be the scan's, not the document's."""
     if hit.chunk.page is not None:
-        return f"page {hit.chunk.page}"
-    return hit.chunk.heading or "whole document"
+        where = f"page {hit.chunk.page}"
+    else:
+        where = hit.chunk.heading or "whole document"
+    return f"{where} · OCR" if hit.chunk.ocr else where
 
 
 def scores(hit: Hit) -> str:
@@ -134,9 +138,9 @@ def show_sources(
                      if answer else [])
             element_id = anchor(message_id, number) if message_id is not None else ""
             st.markdown(passage_html(hit.chunk.text, spans, element_id), unsafe_allow_html=True)
-            if hit.chunk.page is not None and st.toggle(
-                f"View page {hit.chunk.page}", key=f"{key}-page-{number}"
-            ):
+            # PDFium draws PDF pages only: a page of a multi-page TIFF has a number but no viewer
+            viewable = hit.chunk.page is not None and hit.chunk.source.lower().endswith(".pdf")
+            if viewable and st.toggle(f"View page {hit.chunk.page}", key=f"{key}-page-{number}"):
                 show_page(engine.settings.data_dir, hit.chunk.doc_id, hit.chunk.page,
                           hit.chunk.source)
 

@@ -1,5 +1,5 @@
-"""PDF text per page with pypdf: damaged files, encryption and unreadable text layers are
-refused or warned about by name, never passed on as garbage."""
+"""PDF text per page with pypdf, and by OCR for scanned pages: damaged files, encryption and
+unreadable text layers are refused or warned about by name, never passed on as garbage."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import io
 import logging
 import re
 import unicodedata
+from dataclasses import dataclass
 
+import pypdfium2 as pdfium
+from PIL import Image
 from pypdf import PasswordType, PdfReader
 
 from rag.loaders.errors import LoaderError
+from rag.loaders.scans import OcrResult, call, page_list, recognise_pages
 from rag.types import Page
 
 # pypdf logs every robustness fix it applies to a damaged file; the user sees our LoaderError or
@@ -18,16 +22,78 @@ from rag.types import Page
 logging.getLogger("pypdf").setLevel(logging.CRITICAL)
 
 
-def load_pdf(data: bytes, source: str, password: str | None) -> tuple[list[Page], list[str]]:
-    """One Page per PDF page with text; unreadable pages become warnings, all of them an error."""
+DPI = 300  # scans are drawn for OCR at the resolution Tesseract is trained for
+MAX_PIXELS = 25_000_000  # an A3 page at 300 dpi is 17 M: a huge page is drawn smaller instead
+
+
+@dataclass
+class PdfText:
+    """What pypdf read of each page. Pages without a text layer are left for OCR, which runs in
+    a second worker call under a time limit that counts them."""
+
+    pages: list[Page]
+    scanned: list[int]  # page numbers with images and no text
+    garbled: dict[str, list[int]]  # reason -> page numbers
+    failed: list[int]
+    failure: str | None  # why the first failed page failed
+    password: str | None  # the one that opened the file, to draw its scanned pages
+
+
+def load_pdf(
+    data: bytes, source: str, password: str | None, timeout_s: float | None
+) -> tuple[list[Page], list[str]]:
+    """One Page per PDF page with text, read from its text layer or, for a scan, by OCR;
+    unreadable pages become warnings, all of them an error. Parsing runs within `timeout_s`,
+    OCR within that plus a budget per scanned page (see scans.call)."""
+    text = call(read_text_layer, (data, source, password), source, timeout_s)
+    scans = OcrResult()
+    if text.scanned:
+        scans = call(ocr_pages, (data, text.password, text.scanned), source, timeout_s,
+                     ocr_pages=len(text.scanned))
+    pages = sorted(text.pages + scans.pages, key=lambda page: page.page or 0)
+    if not pages:
+        raise LoaderError(source, _refusal(text, scans))
+    warns = []
+    if scans.pages:
+        read = [page.page for page in scans.pages]
+        warns.append(f"{page_list(read)}: no text layer, read by OCR (words may be misread)")
+    if scans.unavailable:
+        warns.append(f"{page_list(text.scanned)}: no text layer, skipped: {scans.unavailable}")
+    if scans.empty:
+        warns.append(f"{page_list(scans.empty)}: no text layer and OCR found no text, skipped")
+    for why, numbers in scans.failed.items():
+        warns.append(f"{page_list(numbers)}: no text layer, {why}, skipped")
+    for why, numbers in text.garbled.items():
+        warns.append(f"{page_list(numbers)}: unreadable text layer ({why}), skipped")
+    if text.failed:
+        warns.append(f"{page_list(text.failed)}: text extraction failed ({text.failure}), skipped")
+    return pages, warns
+
+
+def _refusal(text: PdfText, scans: OcrResult) -> str:
+    """Why a PDF gave no page at all, the most telling cause first."""
+    if text.garbled:
+        return f"unreadable text layer ({next(iter(text.garbled))}), needs OCR"
+    if scans.unavailable:
+        return f"scanned page: {scans.unavailable}"
+    if scans.failed:
+        return f"scanned PDF: {next(iter(scans.failed))}"
+    if scans.empty:
+        return "scanned PDF: OCR found no text"
+    if text.failed:
+        return f"unreadable PDF: text extraction failed ({text.failure})"
+    return "no text: the pages are blank (or their text is drawn as shapes)"
+
+
+def read_text_layer(data: bytes, source: str, password: str | None) -> PdfText:
+    """Every page's text layer; refuses files that are not PDFs, broken or locked."""
     if b"%PDF" not in data[:1024]:
         raise LoaderError(source, "not a PDF (no %PDF header)")
     # pypdf raises anything from PdfReadError to KeyError or RecursionError on damaged files:
     # catch broadly here, at the boundary, and say which file and why.
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            _decrypt(reader, source, password)
+        opened_with = _decrypt(reader, source, password) if reader.is_encrypted else None
         pdf_pages = reader.pages
         count = len(pdf_pages)
     except LoaderError:
@@ -37,57 +103,53 @@ def load_pdf(data: bytes, source: str, password: str | None) -> tuple[list[Page]
     if count == 0:
         raise LoaderError(source, "unreadable PDF: no pages")
 
-    pages: list[Page] = []
-    scanned: list[int] = []
-    garbled: dict[str, list[int]] = {}
-    failed: list[int] = []
-    first_failure: Exception | None = None
+    text = PdfText([], [], {}, [], None, opened_with)
     for number in range(1, count + 1):
         try:
             page = pdf_pages[number - 1]
             raw = page.extract_text() or ""
-        except Exception as exc:
-            failed.append(number)
-            first_failure = first_failure or exc
+        except Exception as exc:  # noqa: BLE001  (same boundary: one page, named in a warning)
+            text.failed.append(number)
+            text.failure = text.failure or _reason(exc)
             continue
         why = _unreadable_reason(raw)
         if why:
-            garbled.setdefault(why, []).append(number)
+            text.garbled.setdefault(why, []).append(number)
             continue
-        text = _tidy_pdf_text(raw)
-        if text:
-            pages.append(Page(text=text, page=number))
+        tidy = _tidy_pdf_text(raw)
+        if tidy:
+            text.pages.append(Page(text=tidy, page=number))
         elif _has_images(page):
-            scanned.append(number)
+            text.scanned.append(number)
         # else: a blank page, nothing lost by skipping it
-
-    if not pages:
-        if garbled:
-            raise LoaderError(source, f"unreadable text layer ({next(iter(garbled))}), needs OCR")
-        if scanned:
-            raise LoaderError(source, "scanned PDF: no extractable text, needs OCR")
-        if failed:
-            raise LoaderError(
-                source, f"unreadable PDF: text extraction failed ({_reason(first_failure)})"
-            )
-        raise LoaderError(source, "no text: the pages are blank (or their text is drawn as shapes)")
-
-    warns = []
-    if scanned:
-        warns.append(f"{_page_list(scanned)}: no text layer (scanned?), skipped")
-    for why, numbers in garbled.items():
-        warns.append(f"{_page_list(numbers)}: unreadable text layer ({why}), skipped")
-    if failed:
-        why = _reason(first_failure)
-        warns.append(f"{_page_list(failed)}: text extraction failed ({why}), skipped")
-    return pages, warns
+    return text
 
 
-def _decrypt(reader: PdfReader, source: str, password: str | None) -> None:
-    # Many PDFs are encrypted only to set permissions: the empty user password opens them.
+def ocr_pages(data: bytes, password: str | None, numbers: list[int]) -> OcrResult:
+    """The given pages drawn by PDFium, one at a time, and recognised."""
+    try:
+        pdf = pdfium.PdfDocument(data, password=password or None)
+    except pdfium.PdfiumError as exc:  # pypdf read it, PDFium cannot: no page can be drawn
+        return OcrResult(failed={f"cannot draw it ({exc})": list(numbers)})
+    try:
+        return recognise_pages(numbers, lambda number: _draw(pdf[number - 1]))
+    finally:
+        pdf.close()
+
+
+def _draw(page: pdfium.PdfPage) -> tuple[Image.Image, float]:
+    """The page in grey at DPI, or smaller when that would pass MAX_PIXELS; and its dpi."""
+    width, height = page.get_size()  # in points, 1/72 inch
+    scale = min(DPI / 72, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
+    return page.render(scale=scale, grayscale=True).to_pil(), scale * 72
+
+
+def _decrypt(reader: PdfReader, source: str, password: str | None) -> str:
+    """The password that opened it: many PDFs are encrypted only to set permissions, and the
+    empty user password opens them."""
     for attempt in dict.fromkeys((password or "", "")):
         if reader.decrypt(attempt) != PasswordType.NOT_DECRYPTED:
-            return
+            return attempt
     raise LoaderError(
         source, "encrypted PDF, wrong password" if password else "encrypted PDF, no password given"
     )
@@ -101,18 +163,6 @@ def _reason(exc: BaseException | None) -> str:
     if type(exc).__module__.startswith("pypdf") and msg:
         return msg  # pypdf's own messages already read well: "startxref not found"
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
-def _page_list(numbers: list[int]) -> str:
-    """[2, 3, 4, 7] -> "pages 2-4, 7": a warning people can act on, even for a 300-page book."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][1] + 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    spans = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-    return f"{'page' if len(numbers) == 1 else 'pages'} {spans}"
 
 
 def _has_images(page, depth: int = 0) -> bool:
@@ -130,7 +180,7 @@ def _has_images(page, depth: int = 0) -> bool:
                 return True
             if kind == "/Form" and depth < 3 and _has_images(obj, depth + 1):
                 return True
-    except Exception:
+    except Exception:  # noqa: BLE001  (a damaged resource tree is not worth a warning)
         return False
     return False
 

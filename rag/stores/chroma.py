@@ -173,6 +173,8 @@ def _chunk_metadata(chunk: Chunk) -> dict[str, Any]:
         meta["page"] = chunk.page
     if chunk.heading is not None:
         meta["heading"] = chunk.heading
+    if chunk.ocr:  # absent means False, as in indexes built before OCR
+        meta["ocr"] = True
     return meta
 
 
@@ -186,6 +188,7 @@ def _chunk_from(text: str, meta: dict[str, Any]) -> Chunk:
         end=meta["end"],
         page=meta.get("page"),
         heading=meta.get("heading"),
+        ocr=bool(meta.get("ocr", False)),
     )
 
 

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 DATABASE = "index.sqlite"
 SNAPSHOT = "vectors.faiss"
 BATCH = 10_000  # vectors read from SQLite at once when the index catches up
-# In the order of Chunk's fields, so a row is Chunk(*row).
-CHUNK_COLUMNS = "doc_id, source, ordinal, text, char_start, char_end, page, heading"
+# In the order of Chunk's fields, so a row is _chunk(row).
+CHUNK_COLUMNS = "doc_id, source, ordinal, text, char_start, char_end, page, heading, ocr"
 BY_IDS = "WHERE id IN (SELECT value FROM json_each(?))"  # any number of ids, one parameter
 DOCUMENT_COLUMNS = "doc_id, source, pages, chunks, size_bytes, added_at, warnings"
 SCHEMA = """
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     doc_id TEXT NOT NULL, source TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL,
     char_start INTEGER NOT NULL, char_end INTEGER NOT NULL, page INTEGER, heading TEXT,
-    vector BLOB NOT NULL,
+    vector BLOB NOT NULL, ocr INTEGER NOT NULL DEFAULT 0,
     UNIQUE (doc_id, ordinal)
 );
 """
@@ -69,6 +69,7 @@ class FaissStore:
         self._db.execute("PRAGMA journal_mode=WAL")  # other processes read while one writes
         self._db.execute("PRAGMA synchronous=NORMAL")  # still atomic; fsync at checkpoints only
         self._db.executescript(SCHEMA)
+        self._add_ocr_column()
         self._index = self._read_snapshot()
         self._version: int | None = None  # PRAGMA data_version last caught up with
         self._dirty = False  # the index differs from the snapshot on disk
@@ -80,14 +81,15 @@ class FaissStore:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         vectors = np.array(vectors, dtype=np.float32)  # a copy: normalised in place
         faiss.normalize_L2(vectors)
-        rows = [(c.doc_id, c.source, c.ordinal, c.text, c.start, c.end, c.page, c.heading,
+        rows = [(c.doc_id, c.source, c.ordinal, c.text, c.start, c.end, c.page, c.heading, c.ocr,
                  vector.tobytes()) for c, vector in zip(chunks, vectors, strict=True)]
         with self._lock:
             with self._transaction():
                 self._check_dimension(vectors.shape[1])
                 replaced = self._delete_rows(info.doc_id)
                 self._db.executemany(
-                    f"INSERT INTO chunks ({CHUNK_COLUMNS}, vector) VALUES (?,?,?,?,?,?,?,?,?)", rows
+                    f"INSERT INTO chunks ({CHUNK_COLUMNS}, vector) VALUES ({', '.join('?' * 10)})",
+                    rows,
                 )
                 ids = self._ids("SELECT id FROM chunks WHERE doc_id = ? ORDER BY id",
                                 (info.doc_id,))
@@ -114,7 +116,7 @@ class FaissStore:
             rows = self._db.execute(
                 f"SELECT id, {CHUNK_COLUMNS} FROM chunks {BY_IDS}", (json.dumps(ids[0].tolist()),)
             )
-            found = {row[0]: Chunk(*row[1:]) for row in rows}
+            found = {row[0]: _chunk(row[1:]) for row in rows}
         # An id SQLite no longer has was deleted by another process since the catch-up.
         return [(found[i], score)
                 for i, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i in found]
@@ -134,7 +136,7 @@ class FaissStore:
                 " AND ordinal = json_extract(k.value, '$[1]') ORDER BY k.key",
                 (json.dumps(keys),),
             ).fetchall()
-        return [(Chunk(*row[:-1]), np.frombuffer(row[-1], dtype=np.float32)) for row in rows]
+        return [(_chunk(row[:-1]), np.frombuffer(row[-1], dtype=np.float32)) for row in rows]
 
     def chunks(self) -> Iterator[Chunk]:
         """Streams on a connection of its own: one statement reads one consistent snapshot, and
@@ -142,7 +144,7 @@ class FaissStore:
         db = sqlite3.connect(self._path / DATABASE, timeout=30)
         try:
             for row in db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks ORDER BY id"):
-                yield Chunk(*row)
+                yield _chunk(row)
         finally:
             db.close()
 
@@ -246,6 +248,17 @@ class FaissStore:
             raise
         self._dirty = True
 
+    def _add_ocr_column(self) -> None:
+        """Indexes built before OCR lack the column: their chunks read as not OCR'd."""
+        def missing() -> bool:
+            columns = self._db.execute("PRAGMA table_info(chunks)").fetchall()
+            return "ocr" not in {column[1] for column in columns}
+
+        if missing():
+            with self._transaction():
+                if missing():  # another process may have added it while this one waited
+                    self._db.execute("ALTER TABLE chunks ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
+
     def _transaction(self) -> AbstractContextManager[None]:
         return immediate(self._db)
 
@@ -275,6 +288,11 @@ class FaissStore:
 def _new_index(dimension: int) -> faiss.IndexIDMap:
     """Exact search: inner product over unit vectors, keyed by the chunks' SQLite ids."""
     return faiss.IndexIDMap(faiss.IndexFlatIP(dimension))
+
+
+def _chunk(row: tuple) -> Chunk:
+    """A row of CHUNK_COLUMNS; SQLite keeps the ocr flag as 0 or 1."""
+    return Chunk(*row[:-1], ocr=bool(row[-1]))
 
 
 def _info(row: tuple) -> DocumentInfo:
