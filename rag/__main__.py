@@ -33,8 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, help="index folder (default: RAG_DATA_DIR or ./data)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    ingest = commands.add_parser("ingest", help="index files (PDF, Markdown, HTML, text)")
+    ingest = commands.add_parser("ingest", help="index files (PDF, Office, CSV, EPUB, images, "
+                                 "Markdown, HTML, text)")
     ingest.add_argument("files", nargs="+", type=Path)
+    ingest.add_argument("--password", help="opens the encrypted PDFs among the files")
     ingest.set_defaults(run=_ingest)
 
     ask = commands.add_parser("ask", help="answer a question from the indexed documents")
@@ -96,7 +98,7 @@ def _ingest(rag, args) -> int:
             print(f"{path}: failed: {path.name}: cannot read file: {error.strerror}")
             failed += 1
             continue
-        failed += _report(path, rag.ingest_one(path.name, data))
+        failed += _report(path, rag.ingest_one(path.name, data, args.password))
     rag.sync_lexical()
     return 1 if failed else 0
 

@@ -19,6 +19,7 @@ from pypdf import PdfReader, PdfWriter
 
 from rag import ocr
 from rag.config import Settings
+from rag.generation import create_llm
 from rag.loaders import LoaderError, load
 from rag.pipeline import RAG
 from rag.stores import open_store
@@ -70,10 +71,11 @@ def test_multi_page_tiff_is_one_page_per_frame(scans, tmp_path) -> None:
 
 
 def test_scanned_pdf_page_is_indexed_as_ocr_and_its_phrase_found(
-    tmp_path, embedder, scans, bench_data
+    tmp_path, embedder, scans, bench_data, smollm_gguf
 ) -> None:
     text_pdf = bench_data / "pdfs/pypdf-resources/crazyones.pdf"
-    rag = RAG(Settings(data_dir=tmp_path), embedder=embedder)
+    llm = create_llm(Settings(llm_gguf=smollm_gguf, llm_max_tokens=24))
+    rag = RAG(Settings(data_dir=tmp_path, decline_probability=1.0), embedder=embedder, llm=llm)
     scanned, typed = rag.ingest([(SCAN, (scans / SCAN).read_bytes()),
                                  (text_pdf.name, text_pdf.read_bytes())])
     assert scanned.status == "indexed" and scanned.chunks > 0
@@ -87,6 +89,12 @@ def test_scanned_pdf_page_is_indexed_as_ocr_and_its_phrase_found(
     everything = rag.rank("the crazy ones, the misfits, the rebels", depth=50)
     assert {(hit.chunk.source, hit.chunk.ocr) for hit in everything} == {
         (SCAN, True), (text_pdf.name, False)}
+
+    # a question about the scan's text is answered from it by the real (small) model
+    answer = rag.ask("Who went tip-toeing along a path amongst the trees?")
+    assert not answer.refused and answer.hits[0].chunk.source == SCAN and answer.hits[0].chunk.ocr
+    text = "".join(answer.deltas)
+    assert text.strip() and not answer.withheld and "[The language model failed" not in text
 
 
 def test_every_ocr_benchmark_file_is_indexed_with_its_probe(bench_data) -> None:
