@@ -3,8 +3,10 @@ tokens; and the factory that picks it or a remote endpoint (rag.remote_embedding
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +50,10 @@ def resolve_model(name_or_path: str) -> str:
 
 
 class Embedder:
-    """Normalised float32 vectors, so a dot product is the cosine similarity."""
+    """Normalised float32 vectors, so a dot product is the cosine similarity. Shared by the
+    ingest worker and the answer worker: a Hugging Face fast tokenizer fails when two threads
+    use it at once ("Already borrowed"), so encoding takes turns, and measuring text (chunking,
+    prompt budgets) has a tokenizer of its own so it never waits for an encode."""
 
     def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64) -> None:
         import torch
@@ -58,26 +63,29 @@ class Embedder:
         self.name = model
         self.batch_size = batch_size
         self._model = SentenceTransformer(resolve_model(model), device="cpu")
-        self._tokenizer = self._model.tokenizer
+        self._tokenizer = copy.deepcopy(self._model.tokenizer)
+        self._encoding, self._measuring = threading.Lock(), threading.Lock()
         self.dimension: int = self._model.get_embedding_dimension()
         # Text tokens that fit: the model's input limit less [CLS]/[SEP]; beyond it text is dropped.
         self.max_tokens: int = self._model.max_seq_length - SPECIAL_TOKENS
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._encoding:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return vectors.astype(np.float32, copy=False).reshape(len(texts), self.dimension)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        return tokenizer_spans(self._tokenizer, text)
+        with self._measuring:
+            return tokenizer_spans(self._tokenizer, text)
 
     def count_tokens(self, text: str) -> int:
         return len(self.token_spans(text))

@@ -162,13 +162,14 @@ class JobStore:
             queued = cursor.lastrowid
         return self.get(queued)
 
-    def requeue(self, alive: Callable[[int | None], bool]) -> int:
-        """Running jobs whose process is gone go back to the head of the queue: they wrote
-        nothing (a document is written all at once), so they start again from the upload."""
+    def requeue(self, running: Callable[[int, int | None], bool]) -> int:
+        """Running jobs whose process no longer runs them (`running(job_id, pid)` says) go back
+        to the head of the queue: they wrote nothing (a document is written all at once), so
+        they start again from the upload."""
         with self._write():
             rows = self._db.execute(
                 "SELECT id, pid FROM jobs WHERE status = 'running'").fetchall()
-            stale = [job_id for job_id, pid in rows if not alive(pid)]
+            stale = [job_id for job_id, pid in rows if not running(job_id, pid)]
             for job_id in stale:
                 self._db.execute(
                     "UPDATE jobs SET status = 'queued', pid = NULL, stage = '', done = 0,"

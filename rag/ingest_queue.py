@@ -22,18 +22,23 @@ from rag.loaders import document_id
 
 log = logging.getLogger(__name__)
 UPLOADS = "uploads"
+# Jobs some queue of this process is running, by job file: an engine rebuilt with new settings
+# must not take its predecessor's running job for an interrupted one.
+_running: set[tuple[Path, int]] = set()
+_running_lock = threading.Lock()
 
 
 class IngestQueue:
     def __init__(self, index: Index) -> None:
         self.index = index
-        self.jobs = JobStore(index.settings.data_dir / FILE_NAME)
+        self._path = index.settings.data_dir / FILE_NAME
+        self.jobs = JobStore(self._path)
         self._uploads = index.settings.data_dir / UPLOADS
         self._passwords: dict[int, str] = {}  # kept in memory only: a secret never hits the disk
         self._wake = threading.Condition()
         self._idle = True
         self._worker: threading.Thread | None = None
-        self._started = False
+        self._started = self._stopping = False
 
     def start(self) -> None:
         """Jobs a dead process was running go back to the queue, and the worker starts on
@@ -42,10 +47,22 @@ class IngestQueue:
             if self._started:
                 return
             self._started = True
-            requeued = self.jobs.requeue(alive)  # before this process's worker claims any
+            requeued = self.jobs.requeue(self._still_running)
         if requeued:
             log.info("%s interrupted ingest job(s) queued again", requeued)
         self._ensure_worker()
+
+    def stop(self) -> None:
+        """No new job for this queue's worker (the one it runs completes): for an engine
+        replaced by one with other settings, whose queue takes over."""
+        with self._wake:
+            self._stopping = True
+
+    def _still_running(self, job_id: int, pid: int | None) -> bool:
+        if pid == os.getpid():
+            with _running_lock:
+                return (self._path, job_id) in _running
+        return alive(pid)
 
     def submit(self, source: str, data: bytes, password: str | None = None) -> Job:
         """Written whole and queued before this returns; the same bytes twice are one job."""
@@ -96,6 +113,8 @@ class IngestQueue:
 
     def _ensure_worker(self) -> None:
         with self._wake:
+            if self._stopping:
+                return
             self._idle = False
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._work, name="ingest-worker",
@@ -106,12 +125,18 @@ class IngestQueue:
     def _work(self) -> None:
         while True:
             with self._wake:  # a submit waits here, so it sees this worker running or gone
-                job = self.jobs.claim(os.getpid())
+                job = None if self._stopping else self.jobs.claim(os.getpid())
                 if job is None:
                     self._idle, self._worker = True, None
                     self._wake.notify_all()
                     return
-            self._run(job)
+                with _running_lock:
+                    _running.add((self._path, job.id))
+            try:
+                self._run(job)
+            finally:
+                with _running_lock:
+                    _running.discard((self._path, job.id))
 
     def _run(self, job: Job) -> None:
         path = self._upload(job.doc_id)

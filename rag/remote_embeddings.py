@@ -4,6 +4,7 @@ so the embedding model can run on another machine or a GPU shared by many app pr
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -65,6 +66,7 @@ class RemoteEmbedder:
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
                                      timeout=timeout_s, max_retries=0)
         self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_EMBEDDING_MODEL))
+        self._measuring = threading.Lock()  # a fast tokenizer fails when two threads share it
 
     @property
     def dimension(self) -> int:
@@ -83,7 +85,8 @@ class RemoteEmbedder:
         return self.embed([text])[0]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        return tokenizer_spans(self._tokenizer, text)
+        with self._measuring:
+            return tokenizer_spans(self._tokenizer, text)
 
     def count_tokens(self, text: str) -> int:
         return len(self.token_spans(text))

@@ -118,3 +118,22 @@ def test_a_restart_resumes_queued_and_interrupted_jobs(tmp_path, embedder, bench
     assert engine.queue.wait_idle(WAIT_S)
     assert [job.status for job in engine.queue.jobs.jobs()] == ["indexed", "indexed"]
     assert sorted(info.source for info in engine.documents()) == sorted(files)
+
+
+def test_an_engine_rebuilt_mid_job_takes_over_the_queue_without_redoing_the_job(
+    tmp_path, embedder, bench_data
+) -> None:
+    """The Settings page replaces the engine while a file is being indexed: the old engine
+    finishes that file, the new one does not take it for interrupted, and indexes the rest."""
+    old = _engine(tmp_path, embedder)
+    with old.index.lock:  # the old worker parses the first file, then waits for this lock
+        first = old.queue.submit("ownership.md", (bench_data / RUST).read_bytes())
+        second = old.queue.submit("rfc7525.txt", (bench_data / RFC).read_bytes())
+        _until(lambda: old.queue.jobs.get(first.id).stage == "parsed", "the first file parsed")
+        old.queue.stop()
+        new = _engine(tmp_path, embedder)
+        new.queue.start()
+        assert new.queue.jobs.get(first.id).status == "running"  # not queued again
+    assert old.queue.wait_idle(WAIT_S) and new.queue.wait_idle(WAIT_S)
+    assert [new.queue.jobs.get(job.id).status for job in (first, second)] == ["indexed"] * 2
+    assert sorted(info.source for info in new.documents()) == ["ownership.md", "rfc7525.txt"]
