@@ -6,6 +6,8 @@ import streamlit as st
 
 import rag  # noqa: F401  (offline and thread settings before any model loads)
 from rag.generation import public_url
+from rag.ingest_jobs import Job
+from ui.ingest_queue import following, sidebar_summary
 from ui.state import get_rag, settings_problems
 
 st.set_page_config(page_title="Chat with your documents", page_icon="📚", layout="wide")
@@ -30,20 +32,26 @@ with st.sidebar:
     st.page_link("app_pages/about.py", label="How it works (README)", icon=":material/menu_book:")
 
 
-def show_index_status() -> None:
-    with index_status.container():
-        st.metric("Documents", len(engine.documents()))
-        st.caption(f"{engine.store.count()} chunks · embedder {engine.index_model}")
-        data_dir = engine.settings.data_dir
-        st.caption(f"Store: {engine.index_location()}",
-                   help=f"Kept originals, BM25 and saved settings: {data_dir.resolve()}")
-        if engine.settings.uses_remote_llm:
-            endpoint = public_url(engine.settings.llm_base_url or "https://api.openai.com/v1")
-            st.caption(f"LLM: `{engine.settings.llm_model}` at `{endpoint}`")
-        else:
-            st.caption("LLM: embedded model, runs on this machine (no API key needed)")
+def show_index_status(jobs: list[Job]) -> None:
+    st.metric("Documents", len(engine.documents()))
+    sidebar_summary(jobs)
+    st.caption(f"{engine.store.count()} chunks · embedder {engine.index_model}")
+    data_dir = engine.settings.data_dir
+    st.caption(f"Store: {engine.index_location()}",
+               help=f"Kept originals, BM25 and saved settings: {data_dir.resolve()}")
+    if engine.settings.uses_remote_llm:
+        endpoint = public_url(engine.settings.llm_base_url or "https://api.openai.com/v1")
+        st.caption(f"LLM: `{engine.settings.llm_model}` at `{endpoint}`")
+    else:
+        st.caption("LLM: embedded model, runs on this machine (no API key needed)")
 
 
-show_index_status()  # before the page, which may take a while (indexing, answering)
+# Before the page, which may take a while (answering, re-indexing) ... (in a container as the
+# fragment below draws in one, so its redraw replaces this one element for element)
+with index_status.container(), st.container():
+    show_index_status(engine.queue.jobs.jobs())
 page.run()
-show_index_status()  # and after it: the page may have added or deleted documents
+# ... and after it, in a fragment that follows the queue: the page may have added or deleted
+# documents, and the engine's worker indexes queued files whatever the page does.
+with index_status.container():
+    following(engine, show_index_status)

@@ -14,7 +14,7 @@ from pydantic import SecretStr, ValidationError
 from rag.config import Settings, describe_validation_error
 from rag.user_settings import save_settings, saved_path, value_sources
 from ui.indexing import mismatch_text
-from ui.state import get_rag
+from ui.state import get_rag, rebuild_rag
 
 engine = get_rag()
 live = engine.settings
@@ -167,7 +167,7 @@ if submitted:
             try:
                 engine.update_settings(new)
             except ValueError:
-                get_rag.clear()  # embedding model or store changed: build a new engine
+                rebuild_rag()  # embedding model or store changed: build a new engine
             st.session_state["settings_flash"] = (
                 "Saved " + ", ".join(sorted(changed)) + ": applies to the next question.")
             st.rerun()  # redraw every control and its source from the saved values
@@ -177,7 +177,7 @@ if saved_file.exists():
     if st.button("Forget saved settings", icon=":material/restart_alt:", key="forget-settings",
                  help=f"Delete {saved_file}: back to .env, the environment and the defaults"):
         saved_file.unlink(missing_ok=True)
-        get_rag.clear()  # rebuilt from .env, the environment and the defaults
+        rebuild_rag()  # rebuilt from .env, the environment and the defaults
         st.session_state["settings_flash"] = "Saved settings forgotten."
         st.rerun()
 

@@ -57,6 +57,18 @@ def _no_exceptions(at: AppTest) -> None:
     assert not at.exception, [exception.message for exception in at.exception]
 
 
+def _after_the_queue(at: AppTest) -> AppTest:
+    """The page once the engine's worker has been through the queue: a browser follows it with
+    a fragment's timer, which AppTest does not run."""
+    assert _engine().queue.wait_idle(TIMEOUT)
+    return at.run()
+
+
+def _queue_rows(at: AppTest) -> list[str]:
+    """The Documents page's queue: a line per job, e.g. "... **notes.md** — indexed, 1 chunk"."""
+    return [m.value for m in at.markdown if " — " in m.value and "**" in m.value]
+
+
 @pytest.fixture(scope="module")
 def uploaded(app_env: Path, bench_data: Path) -> AppTest:
     """The Documents page after dropping the real PDF and a broken one into the uploader."""
@@ -70,7 +82,11 @@ def uploaded(app_env: Path, bench_data: Path) -> AppTest:
             ("broken.pdf", b"%PDF-1.4 garbage", "application/pdf"),
         ]
     )
-    return at.run()
+    at.run()
+    _no_exceptions(at)
+    assert not at.file_uploader[0].value  # queued at once, and the uploader emptied
+    assert len(_queue_rows(at)) == 2
+    return _after_the_queue(at)
 
 
 def _sidebar_count(at: AppTest) -> str:
@@ -83,8 +99,12 @@ def ask(at: AppTest, question: str) -> AppTest:
 
 def test_upload_indexes_good_file_and_names_the_broken_one(uploaded: AppTest) -> None:
     _no_exceptions(uploaded)
-    assert any("tracemonkey.pdf: indexed" in s.value for s in uploaded.success)
-    assert any("broken.pdf" in e.value and "failed" in e.value for e in uploaded.error)
+    chunks = next(info.chunks for info in _engine().documents()
+                  if info.source == "tracemonkey.pdf")
+    rows = _queue_rows(uploaded)
+    assert any("tracemonkey.pdf" in row and f"indexed, {chunks} chunks" in row for row in rows)
+    assert any("broken.pdf" in row and "failed: unreadable PDF" in row for row in rows), rows
+    assert uploaded.button(key=f"retry-job-{_job_id('broken.pdf')}").label == "Retry"
     listed = [t.value for t in uploaded.text]
     assert "tracemonkey.pdf" in listed and "broken.pdf" not in listed
     assert _sidebar_count(uploaded) == "1"
@@ -143,7 +163,8 @@ def test_documents_page_lists_and_deletes(uploaded: AppTest) -> None:
     at.switch_page("app_pages/documents.py").run()
     at.file_uploader[0].upload("notes.md", NOTES, "text/markdown").run()
     _no_exceptions(at)
-    assert any("notes.md: indexed" in s.value for s in at.success)
+    _after_the_queue(at)
+    assert any("notes.md" in row and "indexed, 1 chunk" in row for row in _queue_rows(at))
     assert "notes.md" in [t.value for t in at.text]
     assert _sidebar_count(at) == "2"
 
@@ -189,6 +210,10 @@ def _engine():
     from ui.state import get_rag
 
     return get_rag()
+
+
+def _job_id(source: str) -> int:
+    return next(job.id for job in _engine().queue.jobs.jobs() if job.source == source)
 
 
 def _opened(conversation_id: str) -> AppTest:
@@ -410,7 +435,7 @@ def test_threshold_one_saved_on_settings_refuses_without_the_llm(
     def no_llm(*args: object, **kwargs: object) -> None:
         raise AssertionError("a refused question must not reach the language model")
 
-    monkeypatch.setattr(get_rag(), "_stream", no_llm)
+    monkeypatch.setattr(get_rag().answering, "_stream", no_llm)
     at.switch_page("app_pages/chat.py").run()
     ask(at, NUMBERS_QUESTION)  # answerable at the default threshold
     _no_exceptions(at)
@@ -574,3 +599,71 @@ def test_evaluation_page_runs_the_sample_after_indexing_the_readme(
     at.run()  # the results survive a rerun
     assert [m.label for m in at.main.metric] == list(metrics)
     assert len(at.dataframe[0].value) == 18
+
+
+# --- The ingest queue ----------------------------------------------------------------------------
+
+ENCRYPTED = "pdfs/pypdf-resources/encryption/r4-user-password.pdf"  # user password "asdfzxcv"
+
+
+@pytest.fixture
+def locked_removed_after(app_env: Path) -> Iterator[None]:
+    """Nothing of this test left for another: its document, and the finished jobs."""
+    yield
+    engine = _engine()
+    for info in engine.documents():
+        if info.source == "locked.pdf":
+            engine.delete(info.doc_id)
+    engine.queue.forget_finished()
+
+
+def test_an_encrypted_pdf_is_retried_with_the_typed_password_which_is_not_kept(
+    uploaded: AppTest, bench_data: Path, locked_removed_after: None
+) -> None:
+    at = new_app().run()
+    at.switch_page("app_pages/documents.py").run()
+    at.file_uploader[0].upload("locked.pdf", (bench_data / ENCRYPTED).read_bytes(),
+                               "application/pdf").run()
+    _after_the_queue(at)
+    assert any("locked.pdf" in row and "no password given" in row for row in _queue_rows(at))
+    failed = _job_id("locked.pdf")
+    retry = at.button(key=f"retry-job-{failed}")
+    assert retry.label == "Retry with password" and retry.disabled  # nothing typed yet
+
+    at.text_input(key="ingest-password").input("asdfzxcv").run()
+    at.button(key=f"retry-job-{failed}").click().run()
+    _no_exceptions(at)
+    assert at.text_input(key="ingest-password").value == ""  # used for that job, then cleared
+    _after_the_queue(at)
+    assert any("locked.pdf" in row and "indexed, " in row for row in _queue_rows(at))
+    assert "locked.pdf" in [t.value for t in at.text]
+    assert "asdfzxcv" not in str(at._tree)
+
+    at.button(key="clear-finished").click().run()
+    _no_exceptions(at)
+    assert not _queue_rows(at) and not _engine().queue.jobs.jobs()
+    assert "locked.pdf" in [t.value for t in at.text]  # the document stays
+
+
+def test_queue_rows_say_how_far_each_file_got() -> None:
+    from dataclasses import replace
+
+    from rag.ingest_jobs import Job
+    from ui.ingest_queue import progress_text
+
+    job = Job(1, "a.txt", "0" * 64, "running", "embedding", 256, 400, 0, None, (), 1, False,
+              "", "")
+    assert progress_text(job) == "embedding 256 of 400 chunks"
+    assert progress_text(job, of="/") == "embedding 256/400 chunks"  # the sidebar's
+    assert progress_text(replace(job, done=0)) == "embedding 400 chunks"
+    assert progress_text(replace(job, stage="parsed", done=12, total=12)) == "parsed 12 pages"
+    assert progress_text(replace(job, cancel=True)) == "stopping…"
+    failed = replace(job, status="failed", error="a.txt: empty file")
+    assert progress_text(failed) == "failed: empty file"
+
+
+def test_the_uploader_names_every_format_the_loaders_accept() -> None:
+    from ui.uploads import formats_text
+
+    assert formats_text((".md", ".pdf", ".markdown", ".odt")) == "PDF, Markdown or ODT"
+    assert formats_text((".txt",)) == "text"

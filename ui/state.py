@@ -3,6 +3,7 @@ the engine; ui/conversations.py keeps which one a tab shows)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import streamlit as st
@@ -39,7 +40,21 @@ def _settings() -> Settings:
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
 def get_rag() -> RAG:
+    gc.unfreeze()  # an engine replaced by this one (other settings) can be collected now
+    gc.collect()
     engine = RAG(_settings())
     engine.embedder  # noqa: B018  load it now, under the spinner, not on the first question
+    engine.queue.start()  # files queued before a restart are indexed without being asked
+    # Streamlit runs a full garbage collection after every script run, fragment reruns
+    # included: over the models' ~600,000 objects it held the GIL ~0.6 s each time, and a page
+    # following the queue slowed the ingest worker 7-fold. Frozen, they are skipped.
+    gc.freeze()
     return engine
+
+
+def rebuild_rag() -> None:
+    """The next page run builds an engine from the settings as they are now; the current one
+    finishes the file it is indexing and hands the queue over."""
+    get_rag().queue.stop()
+    get_rag.clear()
 
