@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -71,3 +72,45 @@ def running_server(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+class HeldFile:
+    """A named pipe in place of a real file, for a process that reads its files one after
+    another (as `python -m rag ingest` does): the process stops at this file until `release`
+    writes the original's bytes into the pipe, so the test, not the scheduler, decides when it
+    goes on. Same name and bytes as the original, so the same document is indexed."""
+
+    def __init__(self, original: Path, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.original = original
+        self.path = folder / original.name
+        os.mkfifo(self.path)
+        self._writer: threading.Thread | None = None
+
+    @property
+    def released(self) -> bool:
+        return self._writer is not None
+
+    def release(self) -> None:
+        """In a thread: opening a pipe waits for its reader, and a large file fills the pipe."""
+
+        def write() -> None:
+            try:
+                with self.path.open("wb") as pipe:
+                    pipe.write(self.original.read_bytes())
+            except OSError:  # the reader died: its exit code and log fail the test
+                pass
+
+        self._writer = threading.Thread(target=write, name=f"feed {self.path.name}", daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        """Unblock a writer whose reader never came or went away (a process that failed)."""
+        if self._writer is None:
+            return
+        if self._writer.is_alive():
+            try:  # a reader that opens and leaves: the writer's open returns, its write fails
+                os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        self._writer.join(10)

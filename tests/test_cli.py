@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,27 +19,33 @@ from tests.processes import cli_env
 def run_cli(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "rag", "--data-dir", str(data_dir), *args],
-        cwd=REPO, env=cli_env(env), capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=cli_env(env), capture_output=True, text=True, timeout=600, check=False,
     )
 
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, bench_data):
-    """One data dir with a real PDF indexed through the CLI, plus the ingest output to check."""
+    """One data dir indexed through the CLI: a real PDF, the Markdown chapter that
+    test_documents_scope_the_question scopes a question to, and a broken file between them;
+    plus the ingest output to check. One ingest process for the module: each loads the
+    embedder again."""
     data_dir = tmp_path_factory.mktemp("cli-data")
     bad = tmp_path_factory.mktemp("bad") / "broken.pdf"
     bad.write_bytes(b"%PDF-1.4\nthis is not really a pdf")
     pdf = bench_data / "pdfs/pdfjs/tracemonkey.pdf"
-    result = run_cli(data_dir, "ingest", str(pdf), str(bad))
+    md = bench_data / "docs/markdown/rust-book-ch04-01-what-is-ownership.md"
+    result = run_cli(data_dir, "ingest", str(pdf), str(bad), str(md))
     return data_dir, pdf, bad, result
 
 
-def test_ingest_prints_a_line_per_file_and_fails_on_any_failure(indexed):
+def test_ingest_prints_a_line_per_file_and_fails_on_any_failure(indexed, bench_data):
     data_dir, pdf, bad, result = indexed
+    md = bench_data / "docs/markdown/rust-book-ch04-01-what-is-ownership.md"
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 1, result.stderr
     assert any(line.startswith(f"{pdf}: indexed (") and line.endswith(" chunks)") for line in lines)
     assert any(line.startswith(f"{bad}: failed: broken.pdf: ") for line in lines), lines
+    assert any(line.startswith(f"{md}: indexed (") for line in lines), lines  # after a failure
 
     again = run_cli(data_dir, "ingest", str(pdf))
     assert again.returncode == 0
@@ -145,22 +152,37 @@ def test_unrelated_question_is_refused_and_never_reaches_the_llm(indexed, unused
 
 def test_plain_ask_streams_text_then_lists_sources(indexed, llm_server):
     result = run_cli(indexed[0], "ask", "How are JavaScript numbers represented as integers in traces?",
-                     env={"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MAX_TOKENS": "24"})
+                     env={"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MAX_TOKENS": "8"})
     assert result.returncode == 0, result.stderr
     assert "[1] tracemonkey.pdf p. 5 (similarity " in result.stdout
     assert "retrieval_s" not in result.stdout and "prompt_tokens" not in result.stdout
 
 
-def test_list_and_delete(tmp_path, bench_data):
-    md = bench_data / "docs/markdown/rust-book-ch08-02-strings.md"
-    assert run_cli(tmp_path, "ingest", str(md)).returncode == 0
-    listing = run_cli(tmp_path, "list").stdout
+@pytest.fixture(scope="module")
+def strings_indexed(tmp_path_factory, bench_data) -> tuple[Path, str]:
+    """A data dir with one Markdown chapter ingested through the CLI, and that ingest's output:
+    a template each test below copies, so the chapter is embedded once, not once per test."""
+    data_dir = tmp_path_factory.mktemp("strings-data")
+    result = run_cli(data_dir, "ingest",
+                     str(bench_data / "docs/markdown/rust-book-ch08-02-strings.md"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return data_dir, result.stdout
+
+
+def copy_of(template: Path, tmp_path: Path) -> Path:
+    """The ingest process has ended: its folder (Chroma files included) copies whole."""
+    return Path(shutil.copytree(template, tmp_path / "data"))
+
+
+def test_list_and_delete(tmp_path, strings_indexed):
+    data_dir = copy_of(strings_indexed[0], tmp_path)
+    listing = run_cli(data_dir, "list").stdout
     assert "rust-book-ch08-02-strings.md" in listing
     doc_id = listing.split()[0]
-    deleted = run_cli(tmp_path, "delete", doc_id)
+    deleted = run_cli(data_dir, "delete", doc_id)
     assert deleted.returncode == 0 and "deleted rust-book-ch08-02-strings.md" in deleted.stdout
-    assert run_cli(tmp_path, "list").stdout.strip() == ""
-    assert run_cli(tmp_path, "delete", doc_id).returncode == 1
+    assert run_cli(data_dir, "list").stdout.strip() == ""
+    assert run_cli(data_dir, "delete", doc_id).returncode == 1
 
 
 def test_invalid_settings_are_reported_without_a_traceback(tmp_path):
@@ -171,12 +193,11 @@ def test_invalid_settings_are_reported_without_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr and "sk-never-print-me" not in result.stderr
 
 
-def test_saved_settings_apply_and_reindex_rebuilds(tmp_path, bench_data):
-    md = bench_data / "docs/markdown/rust-book-ch08-02-strings.md"
-    first = run_cli(tmp_path, "ingest", str(md)).stdout
-    before = int(first.split("indexed (")[1].split()[0])
-    save_settings(tmp_path, {"chunk_size": 64, "chunk_overlap": 8})
-    result = run_cli(tmp_path, "reindex")
+def test_saved_settings_apply_and_reindex_rebuilds(tmp_path, strings_indexed):
+    data_dir = copy_of(strings_indexed[0], tmp_path)
+    before = int(strings_indexed[1].split("indexed (")[1].split()[0])
+    save_settings(data_dir, {"chunk_size": 64, "chunk_overlap": 8})
+    result = run_cli(data_dir, "reindex")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "index differs: chunk size: index 160, settings 64"
@@ -190,7 +211,8 @@ def test_a_follow_up_in_a_second_process_is_searched_with_the_first_question(ind
     """Each ask is its own process: the conversation's context can only come from its store.
     (Alone, the follow-up is refused, and an off-topic one still is: tests/test_followups.py.)"""
     data_dir = indexed[0]
-    env = {"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MODEL": "smollm2", "RAG_LLM_MAX_TOKENS": "24"}
+    # a few tokens: what is checked is the search, the refusal decision and the stored exchange
+    env = {"RAG_LLM_BASE_URL": llm_server, "RAG_LLM_MODEL": "smollm2", "RAG_LLM_MAX_TOKENS": "8"}
     first_question = "What machine were the TraceMonkey benchmark experiments run on?"
     first = run_cli(data_dir, "ask", first_question, "--json", "--conversation", "bench machine",
                     env=env)
@@ -234,8 +256,7 @@ def test_a_refused_question_in_a_conversation_has_no_first_token(indexed, unused
 
 def test_documents_scope_the_question(indexed, bench_data, unused_port):
     data_dir = indexed[0]
-    md = bench_data / "docs/markdown/rust-book-ch04-01-what-is-ownership.md"
-    assert run_cli(data_dir, "ingest", str(md)).returncode == 0
+    md = bench_data / "docs/markdown/rust-book-ch04-01-what-is-ownership.md"  # indexed with it
     question = "How are JavaScript numbers represented as integers in traces?"
     env = {"RAG_LLM_BASE_URL": f"http://127.0.0.1:{unused_port}/v1"}
     elsewhere = run_cli(data_dir, "ask", question, "--json", "--documents", md.name, env=env)
