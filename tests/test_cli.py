@@ -174,6 +174,16 @@ def copy_of(template: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(template, tmp_path / "data"))
 
 
+def test_ingest_password_opens_an_encrypted_pdf(tmp_path, bench_data):
+    locked = bench_data / "pdfs/pypdf-resources/encryption/r4-user-password.pdf"
+    refused = run_cli(tmp_path, "ingest", str(locked))
+    assert refused.returncode == 1
+    assert f"{locked}: failed: {locked.name}: encrypted PDF, no password given" in refused.stdout
+    opened = run_cli(tmp_path, "ingest", str(locked), "--password", "asdfzxcv")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert opened.stdout.startswith(f"{locked}: indexed (")
+
+
 def test_list_and_delete(tmp_path, strings_indexed):
     data_dir = copy_of(strings_indexed[0], tmp_path)
     listing = run_cli(data_dir, "list").stdout
