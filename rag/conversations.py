@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from rag.sqlite_transactions import connect, immediate
+from rag.sqlite_transactions import SharedDatabase
 from rag.types import Hit
 
 FILE_NAME = "conversations.sqlite3"  # under data_dir; the caller passes the full path
@@ -88,19 +86,12 @@ def title_from(question: str) -> str:
     return cut.rstrip(" ,;:.-") + "…"
 
 
-class ConversationStore:
+class ConversationStore(SharedDatabase):
     """One SQLite file in WAL mode, shared by the app's script threads, the engine's answer
-    worker and other processes (the CLI). Each write is one IMMEDIATE transaction: it takes the
-    write lock before reading, so two processes never deadlock upgrading a read, and the busy
-    timeout makes the second wait instead of failing."""
+    worker and other processes (the CLI)."""
 
     def __init__(self, path: Path) -> None:
-        self._lock = threading.RLock()  # serialises the one connection
-        self._db = connect(path, SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path, SCHEMA)
 
     def create(self, title: str = NEW_CHAT, documents: Sequence[str] = ()) -> Conversation:
         with self._write():
@@ -219,15 +210,6 @@ class ConversationStore:
                 "UPDATE messages SET status = 'interrupted', finished_at = ? WHERE id = ?",
                 [(stamp, message_id) for message_id in stale])
         return len(stale)
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._lock, immediate(self._db):
-            yield
-
-    def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, parameters).fetchall()
 
     def _update_conversation(self, conversation_id: str, **columns: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)

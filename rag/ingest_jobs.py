@@ -4,15 +4,13 @@ and the process that took it, and every page can show how far each file got."""
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from rag.sqlite_transactions import connect, immediate
+from rag.sqlite_transactions import SharedDatabase
 
 FILE_NAME = "ingest_jobs.sqlite3"  # under data_dir
 JobStatus = Literal["queued", "running", "indexed", "already indexed", "failed", "cancelled"]
@@ -68,17 +66,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-class JobStore:
+class JobStore(SharedDatabase):
     """One SQLite file in WAL mode shared by the pages, the engine's worker and other
-    processes; each change is one IMMEDIATE transaction."""
+    processes."""
 
     def __init__(self, path: Path) -> None:
-        self._lock = threading.RLock()  # serialises the one connection
-        self._db = connect(path, SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        super().__init__(path, SCHEMA)
 
     def add(self, source: str, doc_id: str) -> tuple[Job, bool]:
         """A new queued job, or the unfinished one that already holds these bytes (the same
@@ -189,13 +182,3 @@ class JobStore:
         rows = self._read("SELECT 1 FROM jobs WHERE doc_id = ? AND status IN (?, ?, ?, ?)"
                           " LIMIT 1", (doc_id, *UNFINISHED, *RETRYABLE))
         return bool(rows)
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        """This process's lock, then SQLite's write lock: one writer at a time everywhere."""
-        with self._lock, immediate(self._db):
-            yield
-
-    def _read(self, sql: str, parameters: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._db.execute(sql, parameters).fetchall()

@@ -4,9 +4,11 @@ transaction on it."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def connect(path: Path, schema: str) -> sqlite3.Connection:
@@ -33,3 +35,26 @@ def immediate(db: sqlite3.Connection) -> Iterator[None]:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+class SharedDatabase:
+    """One connection per process, serialised by a lock; each write one IMMEDIATE
+    transaction, which takes SQLite's write lock before reading, so two processes never
+    deadlock upgrading a read, and the busy timeout makes the second wait instead of failing."""
+
+    def __init__(self, path: Path, schema: str) -> None:
+        self._lock = threading.RLock()  # serialises the one connection
+        self._db = connect(path, schema)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock, immediate(self._db):
+            yield
+
+    def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
