@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,19 +230,40 @@ def _shown(at: AppTest) -> list[str]:
 
 @pytest.fixture(scope="module")
 def asked_twice(uploaded: AppTest) -> tuple[str, AppTest, bool]:
-    """A question, and another one 2 s later while the first is still being answered.
+    """A question, and another one asked while the first is still being answered.
 
     AppTest cannot interrupt its own script run as a browser does, so the first question is
     asked as an interrupted run leaves it: answering in the engine's worker, with no page
-    following it. The page, open on that conversation, then asks again."""
+    following it. Its answer waits before the model's first word until the page, open on that
+    conversation, has asked again."""
+    engine = _engine()
+    stream = engine.answering._stream
+    reached, asked_again = threading.Event(), threading.Event()
+    answering: list[bool] = []
+
+    def held(*args, **kwargs):
+        reached.set()
+        asked_again.wait(TIMEOUT)
+        yield from stream(*args, **kwargs)
+
     at = new_app().run()
     ask(at, OFF_TOPIC_QUESTION)  # creates the conversation (refused: no model call)
     conversation_id = at.query_params["c"]
-    first = _engine().chat.ask(conversation_id, NUMBERS_QUESTION)
-    time.sleep(2)
-    answering = not first.done
-    ask(at, FOLLOW_UP)
-    return conversation_id, at, answering
+
+    def release_once_queued() -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while len(jobs := engine.chat.jobs(conversation_id)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answering.append(len(jobs) == 2 and jobs[0] is first and not first.done)
+        asked_again.set()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine.answering, "_stream", held)
+        first = engine.chat.ask(conversation_id, NUMBERS_QUESTION)
+        assert reached.wait(TIMEOUT), "the first answer never reached the model"
+        threading.Thread(target=release_once_queued, daemon=True).start()
+        ask(at, FOLLOW_UP)
+    return conversation_id, at, answering[0]
 
 
 def test_a_question_asked_while_an_answer_streams_waits_and_both_complete(
@@ -254,11 +276,12 @@ def test_a_question_asked_while_an_answer_streams_waits_and_both_complete(
     assert shown[::2] == [OFF_TOPIC_QUESTION, NUMBERS_QUESTION, FOLLOW_UP]
     stored = _engine().conversations.messages(conversation_id)
     answers = [message for message in stored if message.role == "assistant"]
-    assert [message.status for message in answers][0] == "refused"
+    assert answers[0].status == "refused"
     for message in answers[1:]:
         assert message.status in ("done", "refused"), (message.status, message.content)
         assert message.content.strip() and message.finished_at
-    assert shown[1::2] == [link_markers(m.content, lambda n: f"#m{m.id}-s{n}") for m in answers]
+    assert shown[1::2] == [link_markers(m.content, lambda n, m=m: f"#m{m.id}-s{n}")
+                           for m in answers]
     assert not _engine().chat.jobs(conversation_id)
     assert not any("Waiting for" in caption.value for caption in at.caption)
 
@@ -315,7 +338,7 @@ def cited(uploaded: AppTest) -> tuple[str, int, list]:
 def test_a_cited_marker_links_to_its_source_and_uncited_ones_are_not_marked(
     cited: tuple[str, int, list],
 ) -> None:
-    conversation_id, message_id, hits = cited
+    conversation_id, message_id, _ = cited
     at = _opened(conversation_id)
     _no_exceptions(at)
     assistant = at.chat_message[1]
@@ -643,6 +666,35 @@ def test_an_encrypted_pdf_is_retried_with_the_typed_password_which_is_not_kept(
     _no_exceptions(at)
     assert not _queue_rows(at) and not _engine().queue.jobs.jobs()
     assert "locked.pdf" in [t.value for t in at.text]  # the document stays
+
+
+def test_every_page_s_sidebar_says_what_is_being_indexed(uploaded: AppTest) -> None:
+    """A job held running by this test's process (as a CLI ingest beside the app would be) and
+    one waiting behind it: each page's sidebar names the file, its stage and the queue."""
+    engine = _engine()
+    assert engine.queue.wait_idle(TIMEOUT)  # the worker is idle and claims nothing meanwhile
+    jobs = engine.queue.jobs
+    held, _ = jobs.add("held.md", "f" * 64)
+    assert jobs.claim(os.getpid()) == jobs.get(held.id)
+    waiting, _ = jobs.add("waiting.md", "e" * 64)
+    jobs.progress(held.id, "embedding", 64, 200)
+    try:
+        for page in (None, "app_pages/documents.py", "app_pages/settings.py"):
+            at = new_app().run()
+            if page:
+                at.switch_page(page).run()
+            _no_exceptions(at)
+            captions = [caption.value for caption in at.sidebar.caption]
+            assert "Indexing 1 of 2: held.md — embedding 64/200 chunks" in captions, (page,
+                                                                                       captions)
+            assert "1 queued" in captions, (page, captions)
+            assert [bar.value for bar in at.sidebar.get("progress")] == [32], page
+    finally:
+        for job in (held, waiting):
+            jobs.finish(job.id, "cancelled")
+        engine.queue.forget_finished()
+    at = new_app().run()
+    assert not any("Indexing" in caption.value for caption in at.sidebar.caption)
 
 
 def test_queue_rows_say_how_far_each_file_got() -> None:

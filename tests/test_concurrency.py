@@ -17,16 +17,10 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import cycle
 from pathlib import Path
-from typing import Self
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -37,6 +31,7 @@ from rag.pipeline import RAG
 from rag.types import Hit
 from tests.chroma_fixtures import chroma_server_at
 from tests.conftest import REPO
+from tests.held_llm import HeldLLM
 from tests.processes import HeldFile, cli_env, free_port, log_tail, running_server
 from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, LONG_MS, _watch_text
 
@@ -269,93 +264,6 @@ SESSIONS = [  # (document, question, a word its passages contain): two unrelated
     ("docs/markdown/rust-book-ch08-02-strings.md",
      "How do you concatenate two String values with the + operator?", "string"),
 ]
-
-
-class HeldLLM:
-    """An HTTP proxy in front of the language model's server that holds every request until
-    `open()`: the test sees which questions reached the model and knows that the answers to
-    all of them are in progress together. Responses stream through as they come."""
-
-    HOLD_S = 300.0  # a guard: the test opens the gate as soon as it has looked
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self._upstream = f"{parts.scheme}://{parts.netloc}"
-        self._held: list[str] = []
-        self._open = False
-        self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}{parts.path}"
-
-    def __enter__(self) -> Self:
-        threading.Thread(target=self._server.serve_forever, name="held llm", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.open()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def wait_for(self, questions: Sequence[str], timeout_s: float) -> bool:
-        """Until a held request carries each of `questions`."""
-        with self._changed:
-            return self._changed.wait_for(
-                lambda: all(any(q in body for body in self._held) for q in questions), timeout_s)
-
-    def held(self) -> list[str]:
-        with self._changed:
-            return list(self._held)
-
-    def open(self) -> None:
-        with self._changed:
-            self._open = True
-            self._changed.notify_all()
-
-    def _hold(self, body: bytes) -> None:
-        with self._changed:
-            self._held.append(body.decode("utf-8", errors="replace"))
-            self._changed.notify_all()
-            self._changed.wait_for(lambda: self._open, self.HOLD_S)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # HTTP/1.0: the response ends when the connection closes, so it streams unmodified
-            def do_GET(self) -> None:
-                self._forward(None)
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                gate._hold(body)
-                self._forward(body)
-
-            def _forward(self, body: bytes | None) -> None:
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() in ("content-type", "accept", "authorization")}
-                request = urllib.request.Request(gate._upstream + self.path, data=body,
-                                                 headers=headers, method=self.command)
-                try:
-                    response = urllib.request.urlopen(request, timeout=gate.HOLD_S)
-                except urllib.error.HTTPError as error:
-                    response = error
-                with response:
-                    self.send_response(response.status)
-                    for key, value in response.headers.items():
-                        if key.lower() not in ("transfer-encoding", "connection",
-                                               "content-length", "date", "server"):
-                            self.send_header(key, value)
-                    self.end_headers()
-                    while chunk := response.read1(65536):
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-
-            def log_message(self, *args: object) -> None:
-                """Quiet: the test reports what it needs."""
-
-        return Handler
 
 
 @pytest.fixture

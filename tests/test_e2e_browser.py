@@ -7,6 +7,7 @@ answer streams from llama.cpp's OpenAI-compatible server running SmolLM2.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.held_llm import HeldLLM
 from tests.processes import free_port, running_server
 
 pytestmark = pytest.mark.slow
@@ -32,7 +34,16 @@ LONG_MS = 120_000  # the first run loads the embedder; an upload embeds a 14-pag
 
 
 @pytest.fixture
-def app_url(llm_server: str, tmp_path: Path) -> Iterator[str]:
+def paused_llm(llm_server: str) -> Iterator[HeldLLM]:
+    """The llama.cpp server, with each answer stopped after its first piece of text until the
+    test has seen it on the page."""
+    with HeldLLM(llm_server, pause_after_first_text=True) as gate:
+        gate.open()
+        yield gate
+
+
+@pytest.fixture
+def app_url(paused_llm: HeldLLM, tmp_path: Path) -> Iterator[str]:
     """`streamlit run` on a free port with its own data dir and the llama.cpp server as its LLM."""
     port = free_port()
     env = {
@@ -40,7 +51,7 @@ def app_url(llm_server: str, tmp_path: Path) -> Iterator[str]:
     }
     env.update(
         RAG_DATA_DIR=str(tmp_path / "data"),
-        RAG_LLM_BASE_URL=llm_server,
+        RAG_LLM_BASE_URL=paused_llm.url,
         RAG_LLM_MODEL="smollm2",
         RAG_LLM_MAX_TOKENS="40",
     )
@@ -103,7 +114,9 @@ def _watch_text(page, locator, timeout_s: float = 120) -> list[str]:
     pytest.fail(f"the answer did not finish within {timeout_s} s; seen: {seen}")
 
 
-def test_upload_then_ask_in_a_browser(app_url: str, bench_data: Path, tmp_path: Path) -> None:
+def test_upload_then_ask_in_a_browser(
+    app_url: str, paused_llm: HeldLLM, bench_data: Path, tmp_path: Path
+) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
@@ -158,12 +171,15 @@ def test_upload_then_ask_in_a_browser(app_url: str, bench_data: Path, tmp_path: 
                 has_text="tracemonkey.pdf"
             ).filter(has_text="page 5")
             expect(source.first).to_be_visible(timeout=LONG_MS)
+            # Streamed: the answer's first words are on the page while the rest is held back.
             answer = assistant.locator(ANSWER)
-            seen = _watch_text(page, answer)
-            text = seen[-1]
+            assert paused_llm.wait_for_first_text(timeout_s=LONG_MS / 1000)
+            expect(answer.first).to_have_text(re.compile(r"\S"), timeout=LONG_MS)
+            first_words = answer.first.inner_text().strip()
+            paused_llm.resume()
+            text = _watch_text(page, answer)[-1]
             assert "The language model failed" not in text, text
-            assert len(seen) >= 2, f"the answer came in one piece, not streamed: {seen}"
-            assert len(seen[0]) < len(text), seen
+            assert len(first_words) < len(text), (first_words, text)
             _settled(page)
             source.first.click()  # the passage itself, as plain text
             expect(assistant.locator('[data-testid="stExpanderDetails"]').first).to_contain_text(

@@ -19,6 +19,7 @@ import pytest
 from rag.conversations import ConversationStore, title_from
 from rag.types import Chunk, Hit
 from tests.conftest import REPO
+from tests.held_llm import HeldLLM
 from tests.processes import free_port, running_server
 from tests.test_e2e_browser import (
     ANSWER,
@@ -107,8 +108,16 @@ def _seed_cited_answer(data: Path, hits: list[Hit]) -> None:
 
 
 @pytest.fixture(scope="module")
-def app(data_dir: Path, llm_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    server = App(data_dir, llm_server, tmp_path_factory.mktemp("streamlit_logs"))
+def held_llm(llm_server: str) -> Iterator[HeldLLM]:
+    """The model's server behind a gate the first question waits at (opened by `asked_twice`)."""
+    with HeldLLM(llm_server) as gate:
+        yield gate
+
+
+@pytest.fixture(scope="module")
+def app(data_dir: Path, held_llm: HeldLLM,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    server = App(data_dir, held_llm.url, tmp_path_factory.mktemp("streamlit_logs"))
     server.start()
     try:
         yield server
@@ -196,8 +205,9 @@ def _expect_texts(page, texts: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def asked_twice(app: App, browser) -> Iterator[tuple[str, list[str], object]]:
-    """Ask, ask again 2 s later while the first answer streams; both answers complete."""
+def asked_twice(app: App, held_llm: HeldLLM, browser) -> Iterator[tuple[str, list[str], object]]:
+    """Ask, and ask again while the first answer is being written (its request held at the
+    model's door until the second question waits on the page); both answers complete."""
     expect = _expect()
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(app.url)
@@ -206,11 +216,12 @@ def asked_twice(app: App, browser) -> Iterator[tuple[str, list[str], object]]:
     _wait_idle(page)
     _ask(page, NUMBERS_QUESTION)
     conversation_id = _conversation_id(page)
-    page.wait_for_timeout(2_000)  # the issue's "asks again 2 s later"
+    assert held_llm.wait_for([NUMBERS_QUESTION], timeout_s=LONG_MS / 1000), held_llm.held()
     _ask(page, FOLLOW_UP)
     waiting = page.get_by_text("Waiting for the answer above to finish…")
     expect(waiting).to_be_visible(timeout=LONG_MS)
     _screenshot(page, "conversation-waiting.png")
+    held_llm.open()
     answers = _wait_for_answers(app.store, conversation_id, 2)
     _show_stored(page, answers)
     assert not waiting.count()
@@ -222,7 +233,7 @@ def asked_twice(app: App, browser) -> Iterator[tuple[str, list[str], object]]:
 def test_asking_again_while_an_answer_streams_completes_both(
     asked_twice: tuple[str, list, object],
 ) -> None:
-    conversation_id, answers, page = asked_twice
+    _, answers, page = asked_twice
     assert [m.status for m in answers] in (["done", "done"], ["done", "refused"]), answers
     assert all(m.content.strip() and "[The language model failed" not in m.content
                for m in answers), answers
@@ -233,7 +244,6 @@ def test_asking_again_while_an_answer_streams_completes_both(
 
 
 def test_a_reload_shows_the_same_conversation(asked_twice: tuple[str, list, object]) -> None:
-    expect = _expect()
     conversation_id, answers, page = asked_twice
     before = _texts(page)
     page.reload()

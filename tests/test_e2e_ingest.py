@@ -167,13 +167,11 @@ def test_files_dropped_at_once_are_indexed_while_the_user_is_elsewhere(
     expect(_rows(page)).to_have_count(6, timeout=60_000)
     expect(page.locator('[data-testid="stFileUploaderFile"]')).to_have_count(0)
 
-    # Away at once: the engine indexes the queue whatever the page does; every page's sidebar
-    # says how far it got.
+    # Away at once: the engine indexes the queue whatever the page does. The sidebar says how
+    # far it got (asserted in test_app, where a job can be held; here it may be done already).
     _nav(page, "Chat")
     expect(page.get_by_role("heading", name="Chat with your documents")).to_be_visible()
     sidebar = page.locator('[data-testid="stSidebar"]')
-    expect(sidebar.get_by_text(re.compile(r"Indexing \d of 6: .+ — "))).to_be_visible(
-        timeout=60_000)
     _screenshot(page, "ingest-sidebar-while-indexing.png")
 
     _nav(page, "Documents")

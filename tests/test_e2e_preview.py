@@ -24,6 +24,7 @@ from tests.test_e2e_conversations import (  # noqa: F401  (fixtures)
     app,
     browser,
     data_dir,
+    held_llm,
 )
 from ui.sources import PREVIEW_LABEL, passage_html
 
@@ -94,7 +95,8 @@ def _new_chat(page, url: str) -> None:
 
 
 @pytest.mark.slow
-def test_preview_of_source_1_while_the_model_reads(app, page) -> None:  # noqa: F811
+def test_preview_of_source_1_while_the_model_reads(app, held_llm, page) -> None:  # noqa: F811
+    """The question waits at the model's door (held_llm) until the preview has been seen."""
     expect = _expect()
     _new_chat(page, app.url)
     _ask(page, NUMBERS_QUESTION)
@@ -105,6 +107,7 @@ def test_preview_of_source_1_while_the_model_reads(app, page) -> None:  # noqa: 
     label = preview.locator('[data-testid="stCaptionContainer"]').inner_text()
     marked = mark.inner_text()
     assert not page.locator(f'[class*="answer-m"] {PREVIEW}').count()  # not part of the answer
+    held_llm.open()
 
     conversation_id = _conversation_id(page)
     answers = _wait_for_answers(app.store, conversation_id, 1)

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -221,7 +220,9 @@ def test_missing_part_package_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path
         local_models.default_gguf(tmp_path)
 
 
-def test_default_gguf_joins_once_with_pinned_checksum(tmp_path: Path) -> None:
+def test_default_gguf_joins_once_with_pinned_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     try:
         path = local_models.default_gguf(tmp_path)  # 1.1 GB copied and hashed: the only full join
         assert path == tmp_path / "models" / local_models.QWEN_FILE
@@ -231,9 +232,13 @@ def test_default_gguf_joins_once_with_pinned_checksum(tmp_path: Path) -> None:
         assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
 
         before = path.stat()
-        start = time.perf_counter()
-        assert local_models.default_gguf(tmp_path) == path
-        assert time.perf_counter() - start < 1.0  # reused, not re-joined or re-hashed
+
+        def again(*args: object) -> None:
+            raise AssertionError("joined or hashed again")
+
+        monkeypatch.setattr(local_models, "_join_verified", again)
+        monkeypatch.setattr(local_models, "_qwen_parts", again)
+        assert local_models.default_gguf(tmp_path) == path  # reused, not re-joined or re-hashed
         after = path.stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     finally:

@@ -69,7 +69,7 @@ def requests_logged(log: Path) -> int:
     return log.read_text(errors="replace").count('"POST /v1/embeddings ')
 
 
-def wait_for_requests(log: Path, count: int, timeout_s: float = 10) -> int:
+def wait_for_requests(log: Path, count: int, timeout_s: float = 120) -> int:
     """The access line is written as the answer goes out: it can trail the client a moment."""
     deadline = time.monotonic() + timeout_s
     while requests_logged(log) < count and time.monotonic() < deadline:
