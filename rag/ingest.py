@@ -53,15 +53,21 @@ def _report(progress: Progress | None, stage: str, done: int = 0, total: int = 0
 
 
 def _embed(embedder: TextEmbedder, texts: list[str], progress: Progress | None) -> np.ndarray:
-    """All at once when nobody follows; in slices with a report after each otherwise."""
+    """All at once when nobody follows; in slices with a report after each otherwise. The
+    slices take the texts longest first, as the encoder orders a whole list before batching
+    it: slices in document order padded every short chunk to its longest neighbour."""
     if progress is None:
         return embedder.embed(texts)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     parts = []
     for start in range(0, len(texts), EMBED_SLICE):
         _report(progress, "embedding", start, len(texts))
-        parts.append(embedder.embed(texts[start:start + EMBED_SLICE]))
+        parts.append(embedder.embed([texts[i] for i in order[start:start + EMBED_SLICE]]))
     _report(progress, "embedding", len(texts), len(texts))
-    return np.concatenate(parts)
+    sliced = np.concatenate(parts)
+    vectors = np.empty_like(sliced)
+    vectors[order] = sliced
+    return vectors
 
 
 def prepare(document: Document, embedder: TextEmbedder, settings: Settings, chunk_size: int,

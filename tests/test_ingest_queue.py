@@ -137,3 +137,17 @@ def test_an_engine_rebuilt_mid_job_takes_over_the_queue_without_redoing_the_job(
     assert old.queue.wait_idle(WAIT_S) and new.queue.wait_idle(WAIT_S)
     assert [new.queue.jobs.get(job.id).status for job in (first, second)] == ["indexed"] * 2
     assert sorted(info.source for info in new.documents()) == ["ownership.md", "rfc7525.txt"]
+
+
+def test_embedding_in_slices_for_progress_gives_each_chunk_its_own_vector(embedder) -> None:
+    """The slices take the texts longest first; the vectors come back in the chunks' order."""
+    from rag.ingest import EMBED_SLICE, _embed
+
+    texts = [f"chunk {i}: " + "ownership moves the value " * (i % 7 * 9 + 1)
+             for i in range(EMBED_SLICE * 2 + 5)]
+    reports: list[tuple[str, int, int]] = []
+    sliced = _embed(embedder, texts, lambda *report: reports.append(report) or True)
+    whole = embedder.embed(texts)
+    assert sliced.shape == whole.shape
+    assert (sliced * whole).sum(axis=1).min() > 0.9999  # the same vector for each text
+    assert [done for _, done, _ in reports] == [0, EMBED_SLICE, EMBED_SLICE * 2, len(texts)]
