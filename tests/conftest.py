@@ -14,6 +14,21 @@ BENCH_DATA = Path(os.environ.get("RAG_BENCH_DATA", REPO.parent / "shared" / "ben
 
 pytest_plugins = ["tests.llm_fixtures", "tests.chroma_fixtures"]
 
+# The slowest modules first (from `pytest --durations=0` on 2 cores, 2026-12-03: test_cli 306 s,
+# the office sweep 227 s, the PDF sweep 146 s, ...). pytest-xdist hands whole modules to its
+# workers in collection order, so the long ones start at once and the short ones fill the gaps.
+SLOWEST_FIRST = (
+    "test_cli", "test_office_sweep", "test_pdf_sweep", "test_crash_safety", "test_app",
+    "test_concurrency", "test_e2e_ingest", "test_e2e_conversations", "test_evaluation",
+    "test_pipeline", "test_reindex", "test_e2e_browser", "test_e2e_preview",
+    "test_ingest_queue", "test_ocr", "test_chat_service",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable within a module
+
 
 @pytest.fixture(scope="session")
 def bench_data() -> Path:

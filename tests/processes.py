@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import threading
@@ -15,12 +16,30 @@ from pathlib import Path
 
 import pytest
 
+PORTS_START, PORTS_END = 20000, 32768  # below Linux's default ephemeral ports
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it, so parallel runs don't collide)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on right now, for a server a test is about to start. Taken below
+    the kernel's ephemeral range (32768 and up), so no client socket can take it before the
+    server binds it, and from a block of its own for each pytest-xdist worker, so two workers
+    never pick the same one; never the same twice in one process."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    span = (PORTS_END - PORTS_START) // workers
+    low = PORTS_START + worker * span
+    while True:
+        port = random.randrange(low, low + span)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # taken by something else on the machine
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
