@@ -6,6 +6,7 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -52,6 +53,16 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def log_tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def streamlit_command(port: int | str) -> list[str]:
+    """`streamlit run` of the app on 127.0.0.1:`port`, headless, as the browser tests start it."""
+    return [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",  # watching the repo (and .venv) floods inotify
+    ]  # fmt: skip
 
 
 @contextmanager

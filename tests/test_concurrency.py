@@ -32,7 +32,14 @@ from rag.types import Hit
 from tests.chroma_fixtures import chroma_server_at
 from tests.conftest import REPO
 from tests.held_llm import HeldLLM
-from tests.processes import HeldFile, cli_env, free_port, log_tail, running_server
+from tests.processes import (
+    HeldFile,
+    cli_env,
+    free_port,
+    log_tail,
+    running_server,
+    streamlit_command,
+)
 from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, LONG_MS, _watch_text
 
 pytestmark = pytest.mark.slow
@@ -295,12 +302,7 @@ def app_behind_held_llm(two_documents: list[Path], held_llm: HeldLLM,
     port = free_port()
     env = cli_env({"RAG_DATA_DIR": str(tmp_path / "data"), "RAG_LLM_BASE_URL": held_llm.url,
                    "RAG_LLM_MODEL": "smollm2", "RAG_LLM_MAX_TOKENS": "40"})
-    command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-        "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",  # watching the repo (and .venv) floods inotify
-    ]  # fmt: skip
+    command = streamlit_command(port)
     url = f"http://127.0.0.1:{port}"
     with running_server(command, ready_url=f"{url}/_stcore/health", log=tmp_path / "streamlit.log",
                         cwd=REPO, env=env):

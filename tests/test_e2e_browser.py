@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.held_llm import HeldLLM
-from tests.processes import free_port, running_server
+from tests.processes import free_port, running_server, streamlit_command
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +54,7 @@ def app_url(paused_llm: HeldLLM, tmp_path: Path) -> Iterator[str]:
         RAG_LLM_MODEL="smollm2",
         RAG_LLM_MAX_TOKENS="40",
     )
-    command = [
-        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-        "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",  # watching the repo (and .venv) floods inotify
-    ]  # fmt: skip
+    command = streamlit_command(port)
     log = tmp_path / "streamlit.log"
     url = f"http://127.0.0.1:{port}"
     with running_server(command, ready_url=f"{url}/_stcore/health", log=log, cwd=REPO, env=env):

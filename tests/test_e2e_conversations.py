@@ -8,7 +8,6 @@ indexed in-process beforehand, as the upload itself is covered by test_e2e_brows
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -20,7 +19,7 @@ from rag.conversations import ConversationStore, title_from
 from rag.types import Chunk, Hit
 from tests.conftest import REPO
 from tests.held_llm import HeldLLM
-from tests.processes import free_port, running_server
+from tests.processes import free_port, running_server, streamlit_command
 from tests.test_e2e_browser import (
     ANSWER,
     ARTIFACTS,
@@ -55,12 +54,7 @@ class App:
 
     def start(self) -> None:
         self.starts += 1
-        command = [
-            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-            "--server.port", self.url.rsplit(":", 1)[1], "--server.address", "127.0.0.1",
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
-        ]  # fmt: skip
+        command = streamlit_command(self.url.rsplit(":", 1)[1])
         self._running.enter_context(running_server(
             command, ready_url=f"{self.url}/_stcore/health", cwd=REPO, env=self.env,
             log=self.log_dir / f"streamlit-{self.starts}.log"))

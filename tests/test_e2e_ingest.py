@@ -10,7 +10,6 @@ wait on what the page shows or on the job store the app writes, never for a fixe
 from __future__ import annotations
 
 import re
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from rag.ingest_jobs import FILE_NAME, Job, JobStore
 from tests.conftest import REPO
-from tests.processes import cli_env, free_port, running_server
+from tests.processes import cli_env, free_port, running_server, streamlit_command
 from tests.test_e2e_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _screenshot, _settled
 
 pytestmark = pytest.mark.slow
@@ -54,12 +53,7 @@ class App:
 
     def start(self) -> None:
         self.starts += 1
-        command = [
-            sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
-            "--server.port", self.url.rsplit(":", 1)[1], "--server.address", "127.0.0.1",
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
-        ]  # fmt: skip
+        command = streamlit_command(self.url.rsplit(":", 1)[1])
         self._process = self._running.enter_context(running_server(
             command, ready_url=f"{self.url}/_stcore/health", cwd=REPO, env=self.env,
             log=self.log_dir / f"streamlit-{self.starts}.log"))
