@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -52,6 +53,10 @@ class LexicalIndex:
         self._model: bm25s.BM25 | None = None
         self._chunk_ids: list[str] = []
         self.doc_ids: frozenset[str] = frozenset()
+        # Terms of the texts indexed last: a rebuild after one more file tokenizes that file
+        # only (tokenizing every chunk again made BM25 upkeep grow with the square of the files).
+        # Interned, so a term that occurs a million times is stored once.
+        self._terms: dict[str, tuple[str, ...]] = {}
         self.reload()
 
     @property
@@ -66,10 +71,15 @@ class LexicalIndex:
         self._chunk_ids = [chunk.chunk_id for chunk in chunks]
         self.doc_ids = frozenset(chunk.doc_id for chunk in chunks)
         self._model = None
+        texts = [indexed_text(chunk) for chunk in chunks]
+        new = list(dict.fromkeys(text for text in texts if text not in self._terms))
+        known = {text: self._terms[text] for text in texts if text in self._terms}
+        self._terms = known | {
+            text: tuple(map(sys.intern, found))
+            for text, found in zip(new, terms(new) if new else [], strict=True)}
         if chunks:
             self._model = bm25s.BM25()
-            self._model.index(terms([indexed_text(chunk) for chunk in chunks]),
-                              show_progress=False)
+            self._model.index([self._terms[text] for text in texts], show_progress=False)
         self._save()
 
     def scores(self, question: str) -> dict[str, float]:

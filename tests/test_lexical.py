@@ -56,6 +56,25 @@ def test_scores_match_stems_and_survive_a_reload(tmp_path):
     assert leftovers == [], "no temporary folder is left behind"
 
 
+def test_a_rebuild_after_each_file_scores_as_one_rebuild_from_scratch(tmp_path):
+    """Terms are kept between rebuilds: what one more file changes must be all that changes,
+    and a document indexed again under the same ids with other text gets the new terms."""
+    growing = LexicalIndex(tmp_path / "growing")
+    first = [chunk("a", 0, "The cells divide quickly"), chunk("a", 1, "Seals leak water")]
+    growing.rebuild(first)
+    second = [*first, chunk("b", 0, "Mitochondria power the cell", heading="Biology")]
+    growing.rebuild(second)
+    rechunked = [chunk("a", 0, "Zebras graze the savanna"), *second[1:]]
+    growing.rebuild(rechunked)
+
+    scratch = LexicalIndex(tmp_path / "scratch")
+    scratch.rebuild(rechunked)
+    for question in ("Which cell is dividing?", "zebra grazing", "biology seals"):
+        assert growing.scores(question) == pytest.approx(scratch.scores(question)), question
+    assert "a:0" in growing.scores("zebra")
+    assert "a:0" not in growing.scores("dividing cells")
+
+
 def test_an_empty_index_answers_nothing(tmp_path):
     index = LexicalIndex(tmp_path / "bm25")
     index.rebuild([])
