@@ -1,5 +1,6 @@
-"""Sentence-transformers embedder that never touches the network and measures text in its own
-tokens; and the factory that picks it or a remote endpoint (rag.remote_embeddings)."""
+"""Local embedder (a sentence-transformers model folder, rag.sentence_encoder) that never touches
+the network and measures text in its own tokens; and the factory that picks it or a remote
+endpoint (rag.remote_embeddings)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from rag.config import DEFAULT_EMBEDDING_MODEL, SPECIAL_TOKENS, Settings
 from rag.generation import public_url
+from rag.sentence_encoder import load_encoder
 
 
 class TextEmbedder(Protocol):
@@ -57,28 +59,20 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64) -> None:
         import torch
-        from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(os.cpu_count() or 1)
         self.name = model
         self.batch_size = batch_size
-        self._model = SentenceTransformer(resolve_model(model), device="cpu")
+        self._model = load_encoder(resolve_model(model))
         self._tokenizer = copy.deepcopy(self._model.tokenizer)
         self._encoding, self._measuring = threading.Lock(), threading.Lock()
-        self.dimension: int = self._model.get_embedding_dimension()
+        self.dimension: int = self._model.dimension
         # Text tokens that fit: the model's input limit less [CLS]/[SEP]; beyond it text is dropped.
         self.max_tokens: int = self._model.max_seq_length - SPECIAL_TOKENS
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         with self._encoding:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return vectors.astype(np.float32, copy=False).reshape(len(texts), self.dimension)
+            return self._model.encode(list(texts), self.batch_size)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]

@@ -1,0 +1,101 @@
+"""A sentence-transformers model folder run on plain transformers when its recipe is the common
+one (a transformer, mean or CLS pooling, optional normalisation): importing sentence-transformers
+costs every process seconds (scikit-learn and its trainer load with it), and the CLI, the app
+and every test process start an encoder. Any other recipe runs on sentence-transformers itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+_TRANSFORMER = "sentence_transformers.models.Transformer"
+_POOLING = "sentence_transformers.models.Pooling"
+_NORMALIZE = "sentence_transformers.models.Normalize"
+
+
+class SentenceEncoder(Protocol):
+    tokenizer: Any
+    dimension: int
+    max_seq_length: int  # tokens per input, [CLS] and [SEP] included
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Unit-length float32 vectors in the order of `texts`."""
+
+
+def load_encoder(path: str) -> SentenceEncoder:
+    recipe = _plain_recipe(Path(path))
+    if recipe is None:
+        return _SentenceTransformersEncoder(path)
+    return _TransformersEncoder(path, **recipe)
+
+
+def _plain_recipe(folder: Path) -> dict | None:
+    """The pooling and length of a folder that plain transformers runs exactly as
+    sentence-transformers would, else None."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a hub name, or a plain transformers folder: sentence-transformers decides
+    types = [module["type"] for module in modules]
+    if types not in ([_TRANSFORMER, _POOLING], [_TRANSFORMER, _POOLING, _NORMALIZE]):
+        return None
+    if modules[0].get("path") or config.get("do_lower_case"):
+        return None
+    pooling = json.loads((folder / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
+    modes = {key for key, on in pooling.items() if key.startswith("pooling_mode_") and on}
+    if modes not in ({"pooling_mode_mean_tokens"}, {"pooling_mode_cls_token"}):
+        return None
+    return {"mean": modes == {"pooling_mode_mean_tokens"},
+            "max_seq_length": int(config["max_seq_length"])}
+
+
+class _TransformersEncoder:
+    def __init__(self, path: str, *, mean: bool, max_seq_length: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path, model_max_length=max_seq_length)
+        self._model = AutoModel.from_pretrained(path).eval()
+        self._mean = mean
+        self.max_seq_length = max_seq_length
+        self.dimension = int(self._model.config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Longest first, as sentence-transformers batches: each batch pads to similar lengths."""
+        import torch
+
+        order = np.argsort([-len(text) for text in texts])
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = order[start:start + batch_size]
+                inputs = self.tokenizer([texts[i] for i in batch], padding=True,
+                                        truncation="longest_first",
+                                        max_length=self.max_seq_length, return_tensors="pt")
+                tokens = self._model(**inputs).last_hidden_state
+                if self._mean:
+                    mask = inputs["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                    pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                else:
+                    pooled = tokens[:, 0]
+                vectors[batch] = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+        return vectors
+
+
+class _SentenceTransformersEncoder:
+    def __init__(self, path: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(path, device="cpu")
+        self.tokenizer = self._model.tokenizer
+        self.dimension = int(self._model.get_embedding_dimension())
+        self.max_seq_length = int(self._model.max_seq_length)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = self._model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return vectors.astype(np.float32, copy=False).reshape(len(texts), self.dimension)
