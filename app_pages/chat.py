@@ -102,7 +102,12 @@ conversation = conversations.current(store)
 
 st.title("Chat with your documents")
 if not engine.documents():
-    st.info("Nothing is indexed yet: add files on the Documents page.")
+    coming = sum(not job.finished for job in engine.queue.jobs.jobs())
+    if coming:  # the first files of a drop: on their way, not missing
+        st.info(f"Indexing {coming} file{'s' if coming > 1 else ''}: ask as soon as the first "
+                "one is done; the sidebar shows how far it got.")
+    else:
+        st.info("Nothing is indexed yet: add files on the Documents page.")
 elif warning := mismatch_text(engine):
     st.warning(warning)
     st.page_link("app_pages/documents.py", label="Re-index on the Documents page",

@@ -697,6 +697,33 @@ def test_every_page_s_sidebar_says_what_is_being_indexed(uploaded: AppTest) -> N
     assert not any("Indexing" in caption.value for caption in at.sidebar.caption)
 
 
+def test_the_chat_page_says_files_are_on_their_way_before_the_first_is_indexed(
+        app_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty index while a drop is being indexed: how many files are coming, not "nothing
+    is indexed yet" (which users read as their upload lost)."""
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path))
+    _clear_engine()
+    try:
+        engine = _engine()
+        assert engine.queue.wait_idle(TIMEOUT)  # idle: it claims nothing the test adds
+        jobs = engine.queue.jobs
+        held, _ = jobs.add("held.md", "f" * 64)
+        assert jobs.claim(os.getpid()) == jobs.get(held.id)
+        waiting, _ = jobs.add("waiting.md", "e" * 64)
+        at = new_app().run()
+        _no_exceptions(at)
+        coming = ("Indexing 2 files: ask as soon as the first one is done; the sidebar shows how "
+                  "far it got.")
+        assert [info.value for info in at.info] == [coming]
+        for job in (held, waiting):
+            jobs.finish(job.id, "cancelled")
+        at = new_app().run()
+        assert [info.value for info in at.info] == [
+            "Nothing is indexed yet: add files on the Documents page."]
+    finally:
+        _clear_engine()
+
+
 def test_queue_rows_say_how_far_each_file_got() -> None:
     from dataclasses import replace
 
