@@ -4,7 +4,6 @@ stands in for, on real chunks of a benchmark document."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +35,13 @@ def test_plain_transformers_give_the_vectors_sentence_transformers_gives(embedde
 
 
 def _folder(tmp_path: Path, modules: list[str], pooling: dict, lower: bool = False) -> Path:
-    shutil.copytree(resolve_model(DEFAULT_EMBEDDING_MODEL), tmp_path, dirs_exist_ok=True)
+    """The recipe files alone: deciding the path reads no weights."""
     kinds = {"T": "Transformer", "P": "Pooling", "N": "Normalize", "D": "Dense"}
     paths = {"T": "", "P": "1_Pooling", "N": "2_Normalize", "D": "2_Dense"}
     (tmp_path / "modules.json").write_text(json.dumps([
         {"idx": i, "name": str(i), "path": paths[m], "type": f"sentence_transformers.models.{kinds[m]}"}
         for i, m in enumerate(modules)]))
+    (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
     (tmp_path / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": 128, "do_lower_case": lower}))
