@@ -8,7 +8,7 @@ import copy
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.config import DEFAULT_EMBEDDING_MODEL, SPECIAL_TOKENS, Settings
 from rag.generation import public_url
-from rag.sentence_encoder import load_encoder
+from rag.sentence_encoder import encode, load_encoder
 
 
 class TextEmbedder(Protocol):
@@ -29,7 +29,9 @@ class TextEmbedder(Protocol):
     @property
     def dimension(self) -> int: ...
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+    def embed(self, texts: Sequence[str],
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """`progress` is told how many texts are done after each batch."""
 
     def embed_query(self, text: str) -> np.ndarray: ...
 
@@ -54,8 +56,8 @@ def resolve_model(name_or_path: str) -> str:
 class Embedder:
     """Normalised float32 vectors, so a dot product is the cosine similarity. Shared by the
     ingest worker and the answer worker: a Hugging Face fast tokenizer fails when two threads
-    use it at once ("Already borrowed"), so encoding takes turns, and measuring text (chunking,
-    prompt budgets) has a tokenizer of its own so it never waits for an encode."""
+    use it at once ("Already borrowed"), so encoding takes turns a batch at a time, and measuring
+    text (chunking, prompt budgets) has a tokenizer of its own so it never waits for an encode."""
 
     def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64) -> None:
         import torch
@@ -70,9 +72,10 @@ class Embedder:
         # Text tokens that fit: the model's input limit less [CLS]/[SEP]; beyond it text is dropped.
         self.max_tokens: int = self._model.max_seq_length - SPECIAL_TOKENS
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        with self._encoding:
-            return self._model.encode(list(texts), self.batch_size)
+    def embed(self, texts: Sequence[str],
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return encode(self._model, list(texts), self.batch_size, turn=self._encoding,
+                      progress=progress)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]

@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 IngestStatus = Literal["indexed", "already indexed", "failed"]
 # Told (stage, done, total) as the work goes on; returns False to stop before anything is written.
 Progress = Callable[[str, int, int], bool]
-# Texts embedded between two progress reports. A question's embedding waits for the slice
-# being encoded (the encoder takes turns), so it is small: 64 chunks are about 2 s on 2 cores.
-EMBED_SLICE = 64
+# Texts embedded between two progress reports (each is a write to the job queue, and the moment
+# a cancel is seen): 64 chunks are about 2 s on 2 cores.
+REPORT_EVERY = 64
 
 
 class Cancelled(Exception):
@@ -53,21 +53,20 @@ def _report(progress: Progress | None, stage: str, done: int = 0, total: int = 0
 
 
 def _embed(embedder: TextEmbedder, texts: list[str], progress: Progress | None) -> np.ndarray:
-    """All at once when nobody follows; in slices with a report after each otherwise. The
-    slices take the texts longest first, as the encoder orders a whole list before batching
-    it: slices in document order padded every short chunk to its longest neighbour."""
+    """All at once, in the encoder's own order (longest first), with a report every
+    REPORT_EVERY texts when somebody follows."""
     if progress is None:
         return embedder.embed(texts)
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    parts = []
-    for start in range(0, len(texts), EMBED_SLICE):
-        _report(progress, "embedding", start, len(texts))
-        parts.append(embedder.embed([texts[i] for i in order[start:start + EMBED_SLICE]]))
-    _report(progress, "embedding", len(texts), len(texts))
-    sliced = np.concatenate(parts)
-    vectors = np.empty_like(sliced)
-    vectors[order] = sliced
-    return vectors
+    reported = 0
+
+    def embedded(done: int) -> None:
+        nonlocal reported
+        if done - reported >= REPORT_EVERY or done == len(texts):
+            _report(progress, "embedding", done, len(texts))
+            reported = done
+
+    _report(progress, "embedding", 0, len(texts))
+    return embedder.embed(texts, embedded)
 
 
 def prepare(document: Document, embedder: TextEmbedder, settings: Settings, chunk_size: int,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from pydantic import SecretStr
@@ -75,11 +75,16 @@ class RemoteEmbedder:
             self.embed(["dimension"])
         return self._dimension
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str],
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
         if not texts:
             return np.empty((0, self.dimension), dtype=np.float32)
-        return np.concatenate([self._embed_batch(list(texts[start:start + self.batch_size]))
-                               for start in range(0, len(texts), self.batch_size)])
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            parts.append(self._embed_batch(list(texts[start:start + self.batch_size])))
+            if progress is not None:
+                progress(start + len(parts[-1]))
+        return np.concatenate(parts)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]

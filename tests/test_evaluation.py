@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +101,13 @@ class PreEmbedded:
     def __getattr__(self, name: str) -> object:
         return getattr(self._embedder, name)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str],
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
         missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
         if missing:
             self._vectors.update(zip(missing, self._embedder.embed(missing), strict=True))
+        if progress is not None:
+            progress(len(texts))
         return np.stack([self._vectors[text] for text in texts])
 
 

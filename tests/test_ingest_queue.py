@@ -5,9 +5,11 @@ the index's write lock to stop the worker at a known point instead of racing it.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.config import Settings
@@ -139,15 +141,35 @@ def test_an_engine_rebuilt_mid_job_takes_over_the_queue_without_redoing_the_job(
     assert sorted(info.source for info in new.documents()) == ["ownership.md", "rfc7525.txt"]
 
 
-def test_embedding_in_slices_for_progress_gives_each_chunk_its_own_vector(embedder) -> None:
-    """The slices take the texts longest first; the vectors come back in the chunks' order."""
-    from rag.ingest import EMBED_SLICE, _embed
+def test_embedding_with_progress_gives_each_chunk_its_own_vector(embedder) -> None:
+    """The encoder takes the texts longest first in batches; the vectors come back in the
+    chunks' order, with a report every REPORT_EVERY texts and one at the end."""
+    from rag.ingest import REPORT_EVERY, _embed
 
     texts = [f"chunk {i}: " + "ownership moves the value " * (i % 7 * 9 + 1)
-             for i in range(EMBED_SLICE * 2 + 5)]
+             for i in range(REPORT_EVERY * 2 + 5)]
     reports: list[tuple[str, int, int]] = []
-    sliced = _embed(embedder, texts, lambda *report: reports.append(report) or True)
-    whole = embedder.embed(texts)
-    assert sliced.shape == whole.shape
-    assert (sliced * whole).sum(axis=1).min() > 0.9999  # the same vector for each text
-    assert [done for _, done, _ in reports] == [0, EMBED_SLICE, EMBED_SLICE * 2, len(texts)]
+    followed = _embed(embedder, texts, lambda *report: reports.append(report) or True)
+    one_by_one = np.stack([embedder.embed([text])[0] for text in texts[::10]])
+    assert followed.shape == (len(texts), embedder.dimension)
+    assert (followed[::10] * one_by_one).sum(axis=1).min() > 0.9999  # each text its own vector
+    assert [done for _, done, _ in reports] == [0, REPORT_EVERY, REPORT_EVERY * 2, len(texts)]
+
+
+def test_a_question_is_embedded_between_two_batches_of_a_long_ingest(embedder) -> None:
+    """The encoder is held a batch at a time: a question asked while a file embeds gets its
+    vector before the file is done (it waited for the whole file before)."""
+    asked: list[np.ndarray] = []
+
+    def after_a_batch(done: int) -> None:
+        if not asked:
+            question = threading.Thread(target=lambda: asked.append(
+                embedder.embed_query("who owns the value?")))
+            question.start()
+            question.join(WAIT_S)  # never finishes if the ingest still held the encoder
+            assert asked, "the question waited for the whole ingest"
+
+    texts = [f"passage {i} about ownership and borrowing" for i in range(embedder.batch_size * 3)]
+    vectors = embedder.embed(texts, after_a_batch)
+    assert len(asked) == 1 and asked[0].shape == (embedder.dimension,)
+    assert vectors.shape == (len(texts), embedder.dimension)

@@ -14,7 +14,7 @@ from rag.config import DEFAULT_EMBEDDING_MODEL
 from rag.embeddings import resolve_model
 from rag.lexical import indexed_text
 from rag.loaders import load
-from rag.sentence_encoder import _plain_recipe, _SentenceTransformersEncoder, load_encoder
+from rag.sentence_encoder import _plain_recipe, _SentenceTransformersEncoder, encode, load_encoder
 
 
 def test_plain_transformers_give_the_vectors_sentence_transformers_gives(embedder, bench_data):
@@ -28,7 +28,7 @@ def test_plain_transformers_give_the_vectors_sentence_transformers_gives(embedde
     reference = _SentenceTransformersEncoder(model)
     assert not isinstance(plain, _SentenceTransformersEncoder), "MiniLM's recipe is the plain one"
     assert (plain.dimension, plain.max_seq_length) == (reference.dimension, 256)
-    ours, theirs = plain.encode(texts, 16), reference.encode(texts, 16)
+    ours, theirs = encode(plain, texts, 16), encode(reference, texts, 16)
     assert ours.dtype == np.float32 and ours.shape == (len(texts), 384)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
