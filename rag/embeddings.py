@@ -60,9 +60,8 @@ class Embedder:
     text (chunking, prompt budgets) has a tokenizer of its own so it never waits for an encode."""
 
     def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64) -> None:
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
+        self._threads = threading.local()
+        self._use_every_core()
         self.name = model
         self.batch_size = batch_size
         self._model = load_encoder(resolve_model(model))
@@ -74,8 +73,19 @@ class Embedder:
 
     def embed(self, texts: Sequence[str],
               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        self._use_every_core()
         return encode(self._model, list(texts), self.batch_size, turn=self._encoding,
                       progress=progress)
+
+    def _use_every_core(self) -> None:
+        """Once in each thread that encodes: torch.set_num_threads reaches OpenMP for the calling
+        thread only. The ingest worker thread left as it was encoded on 1.4-1.6 of 2 cores,
+        the main thread on 1.95; set in the worker too, 1.73-1.85."""
+        if not getattr(self._threads, "ready", False):
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)
+            self._threads.ready = True
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
