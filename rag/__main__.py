@@ -1,4 +1,5 @@
-"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete|reindex|eval|conversations|export ..."""
+"""Command line: python -m rag [--data-dir DIR] ingest|ask|list|delete|reindex|eval|conversations|export,
+serve (the HTTP API) and tokens|users (accounts) ..."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from rag.accounts_cli import add_account_commands
 from rag.config import describe_validation_error
 from rag.user_settings import load_settings
 
@@ -23,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"invalid settings: {describe_validation_error(error)}", file=sys.stderr)
         return 2
+    if not args.engine:  # tokens and users: no index to open, no model to load
+        from rag.accounts import Accounts
+
+        return args.run(Accounts.in_data_dir(settings.data_dir), args)
     from rag.pipeline import RAG  # after parsing, so --help answers without loading a model
 
     return args.run(RAG(settings), args)
@@ -31,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rag", description=__doc__)
     parser.add_argument("--data-dir", type=Path, help="index folder (default: RAG_DATA_DIR or ./data)")
+    parser.set_defaults(engine=True)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     ingest = commands.add_parser("ingest", help="index files (PDF, Office, CSV, EPUB, images, "
@@ -73,7 +80,30 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(run=_eval)
+    serve = commands.add_parser("serve", help="the HTTP API on RAG_HOST:RAG_PORT (default "
+                                "127.0.0.1:8000); beyond loopback every request needs a token")
+    serve.add_argument("--host", help="listen address (default: RAG_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: RAG_PORT or 8000)")
+    serve.set_defaults(run=_serve)
+    add_account_commands(commands)
     return parser
+
+
+def _serve(rag, args) -> int:
+    import uvicorn
+
+    from rag.accounts import Accounts
+    from rag.api.app import create_app
+    from rag.api.auth import is_loopback
+
+    host, port = args.host or rag.settings.host, args.port or rag.settings.port
+    accounts = Accounts.in_data_dir(rag.settings.data_dir)
+    if not is_loopback(host) and not accounts.tokens.exist():
+        print(f"serving on {host}: no token exists yet, so every request will get 401; create "
+              "one with `python -m rag tokens create NAME`", file=sys.stderr)
+    app = create_app(rag, accounts, loopback_only=is_loopback(host))
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
 
 
 def _report(label, result) -> bool:

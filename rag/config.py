@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     # Each description is the one-line help the Settings page shows beside the control.
     data_dir: Path = Field(Path("data"), description="Index, kept originals and model files.")
 
+    host: str = Field("127.0.0.1", description=(
+        "Address `python -m rag serve` listens on. The default, loopback, is this machine only; "
+        "0.0.0.0 exposes the API to the network, where every request needs a token."))
+    port: int = Field(8000, ge=1, le=65535, description="Port of `python -m rag serve`.")
+
     chunk_size: int = Field(160, ge=16, le=8192, description=(
         "Tokens of the embedding model per chunk: small chunks match precisely, large ones "
         "carry more context."))
