@@ -92,6 +92,8 @@ class _TransformersEncoder:
         prose differ in characters per token): 22% of the encoded tokens were padding."""
         import torch
 
+        if not texts:  # the tokenizer cannot pad an empty batch
+            return
         encoded = self.tokenizer(texts, truncation="longest_first", max_length=self.max_seq_length)
         order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
         for start in range(0, len(texts), batch_size):

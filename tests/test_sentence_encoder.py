@@ -32,6 +32,7 @@ def test_plain_transformers_give_the_vectors_sentence_transformers_gives(embedde
     assert ours.dtype == np.float32 and ours.shape == (len(texts), 384)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert encode(plain, [], 16).shape == encode(reference, [], 16).shape == (0, 384)
 
 
 def _folder(tmp_path: Path, modules: list[str], pooling: dict, lower: bool = False) -> Path:
