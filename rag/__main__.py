@@ -92,9 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(rag, args) -> int:
     import uvicorn
 
-    from rag.accounts import Accounts
+    from rag.accounts import Accounts, is_loopback
     from rag.api.app import create_app
-    from rag.api.auth import is_loopback
 
     host, port = args.host or rag.settings.host, args.port or rag.settings.port
     accounts = Accounts.in_data_dir(rag.settings.data_dir)

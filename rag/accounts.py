@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import uuid
@@ -22,6 +23,7 @@ from typing import Literal, get_args
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from rag.conversations import Conversation
 from rag.sqlite_transactions import SharedDatabase
 
 FILE_NAME = "accounts.sqlite3"  # under data_dir
@@ -48,6 +50,22 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+# Whoever uses an app or API that listens on loopback only while no account or token exists:
+# the one person at this machine, as a single-user desktop app treats them.
+LOCAL = Principal(user_id="local", name="local", role="admin")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address (or the name localhost) is this machine only: 127.0.0.0/8, ::1."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -218,6 +236,14 @@ class PasswordStore(SharedDatabase):
         rows = self._read("SELECT name, role, created_at, last_login_at FROM users ORDER BY name")
         return [UserInfo(*row) for row in rows]
 
+    def exist(self) -> bool:
+        return bool(self._read("SELECT 1 FROM users LIMIT 1"))
+
+    def current(self, user_id: str) -> Principal | None:
+        """The account as it is now: None once removed, its new role once changed."""
+        rows = self._read("SELECT name, role FROM users WHERE user_id = ?", (user_id,))
+        return Principal(user_id, *rows[0]) if rows else None
+
     def verify(self, name: str, password: str) -> Principal | None:
         """The user's principal when the password is theirs, else None (whichever was wrong).
         A hash made with older parameters is replaced on a successful login."""
@@ -292,6 +318,17 @@ class Accounts:
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> Accounts:
         return cls(data_dir / FILE_NAME)
+
+    def may_see(self, principal: Principal, conversation_id: str) -> bool:
+        """A reader sees their own conversations, an admin every one."""
+        return principal.is_admin or self.owners.owner(conversation_id) == principal.user_id
+
+    def visible(self, principal: Principal,
+                conversations: list[Conversation]) -> list[Conversation]:
+        if principal.is_admin:
+            return conversations
+        own = self.owners.owned_by(principal.user_id)
+        return [conversation for conversation in conversations if conversation.id in own]
 
     def close(self) -> None:
         for store in (self.tokens, self.users, self.owners):

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, JSONServerSentEvent
 
 from rag.api.auth import Caller
-from rag.api.conversations import visible
+from rag.api.conversations import of_caller, visible
 from rag.api.deps import AccountsDep, Engine
 from rag.api.errors import ApiError, llm_failure
 from rag.api.schemas import AskRequest, AskResult, sources_out
@@ -52,11 +52,11 @@ def _stored(engine: RAG, job: AnswerJob) -> Message | None:
                  "JSON object"), "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 def ask(body: AskRequest, engine: Engine, accounts: AccountsDep, caller: Caller) -> Response:
     documents = _scope(engine, body.documents)
+    own = of_caller(engine, accounts, caller)
     if body.conversation is None:
-        conversation = engine.conversations.create(documents=documents)
-        accounts.owners.claim(conversation.id, caller.user_id)
+        conversation = own.create(documents=documents)
     else:
-        conversation = visible(engine, accounts, caller, body.conversation)
+        conversation = visible(own, body.conversation)
     job = engine.chat.ask(conversation.id, body.question, documents=documents or None)
     if body.stream:
         return EventSourceResponse(_events(engine, job), sep=SSE_SEPARATOR)

@@ -22,7 +22,7 @@ ERRORS = {status: {"model": ErrorBody} for status in (401, 403, 404, 413, 422)}
 def create_app(engine: RAG, accounts: Accounts, *, loopback_only: bool = False,
                upload_limit_mb: int | None = None) -> FastAPI:
     """`loopback_only`: the server listens on a loopback address only (pass
-    `rag.api.auth.is_loopback(host)`); only then may requests come without a token, and only
+    `rag.accounts.is_loopback(host)`); only then may requests come without a token, and only
     until the first token exists. The default is the safe one. `upload_limit_mb`: by default
     the app's uploader limit (`server.maxUploadSize`)."""
     limit_mb = upload_limit_mb or ui_upload_limit_mb()

@@ -11,7 +11,6 @@ host (DNS rebinding) or comes from a page (an Origin header: cross-site requests
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,24 +19,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rag.accounts import Principal, TokenStore
+from rag.accounts import LOCAL, Principal, TokenStore, is_loopback
 from rag.api.errors import ApiError
 
 PUBLIC_PATHS = frozenset({"/openapi.json", "/v1/health"})
-LOCAL = Principal(user_id="local", name="local", role="admin")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 HOW_TO_GET_ONE = "an admin creates one with `python -m rag tokens create NAME --role reader`"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether an address (or the name localhost) is this machine only: 127.0.0.0/8, ::1."""
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_of(header: str) -> str:

@@ -12,16 +12,19 @@ from rag.api.errors import ApiError
 from rag.api.schemas import ConversationDetail, ConversationOut, conversation_out, message_out
 from rag.conversations import Conversation
 from rag.pipeline import RAG
+from rag.user_conversations import UserConversations
 
 router = APIRouter(prefix="/v1", tags=["conversations"])
 
 
-def visible(engine: RAG, accounts: Accounts, caller: Principal,
-            conversation_id: str) -> Conversation:
+def of_caller(engine: RAG, accounts: Accounts, caller: Principal) -> UserConversations:
+    return UserConversations(engine.conversations, accounts, caller)
+
+
+def visible(conversations: UserConversations, conversation_id: str) -> Conversation:
     """The conversation, if the caller may see it; else 404, whether it exists or not."""
-    found = engine.conversations.get(conversation_id)
-    if found is None or not (caller.is_admin
-                             or accounts.owners.owner(found.id) == caller.user_id):
+    found = conversations.get(conversation_id)
+    if found is None:
         raise ApiError(404, "not_found", "no conversation with this id")
     return found
 
@@ -29,17 +32,13 @@ def visible(engine: RAG, accounts: Accounts, caller: Principal,
 @router.get("/conversations", response_model=list[ConversationOut],
             summary="The caller's conversations (an admin's: all), newest first")
 def conversations(engine: Engine, accounts: AccountsDep, caller: Caller) -> list[ConversationOut]:
-    listed = engine.conversations.list()
-    if not caller.is_admin:
-        own = accounts.owners.owned_by(caller.user_id)
-        listed = [found for found in listed if found.id in own]
-    return [conversation_out(found) for found in listed]
+    return [conversation_out(found) for found in of_caller(engine, accounts, caller).list()]
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationDetail)
 def conversation(conversation_id: str, engine: Engine, accounts: AccountsDep,
                  caller: Caller) -> ConversationDetail:
-    found = visible(engine, accounts, caller, conversation_id)
+    found = visible(of_caller(engine, accounts, caller), conversation_id)
     messages = [message_out(stored) for stored in engine.conversations.messages(found.id)]
     return ConversationDetail(**conversation_out(found).model_dump(), messages=messages)
 
@@ -47,7 +46,6 @@ def conversation(conversation_id: str, engine: Engine, accounts: AccountsDep,
 @router.delete("/conversations/{conversation_id}", status_code=204, response_class=Response)
 def delete_conversation(conversation_id: str, engine: Engine, accounts: AccountsDep,
                         caller: Caller) -> Response:
-    found = visible(engine, accounts, caller, conversation_id)
-    engine.conversations.delete(found.id)
-    accounts.owners.forget(found.id)
+    own = of_caller(engine, accounts, caller)
+    own.delete(visible(own, conversation_id).id)
     return Response(status_code=204)
