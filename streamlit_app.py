@@ -5,37 +5,51 @@ from __future__ import annotations
 import streamlit as st
 
 import rag  # noqa: F401  (offline and thread settings before any model loads)
+from rag.accounts import LOCAL
 from rag.generation import public_url
 from rag.ingest_jobs import Job
 from ui.ingest_queue import following, sidebar_summary
+from ui.sign_in import get_accounts, sign_out, signed_in
 from ui.state import get_rag, settings_problems
 
 st.set_page_config(page_title="Chat with your documents", page_icon="📚", layout="wide")
 
+engine = get_rag()
+user = signed_in(get_accounts(engine.settings.data_dir))  # or the sign-in form, and no further
+# A reader asks and reads; what changes the index or where questions go is an admin's.
+admin_pages = [
+    st.Page("app_pages/documents.py", title="Documents", icon=":material/description:"),
+    st.Page("app_pages/settings.py", title="Settings", icon=":material/tune:"),
+    st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/query_stats:"),
+] if user.is_admin else []
 page = st.navigation(
     [
         st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", default=True),
-        st.Page("app_pages/documents.py", title="Documents", icon=":material/description:"),
-        st.Page("app_pages/settings.py", title="Settings", icon=":material/tune:"),
-        st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/query_stats:"),
+        *admin_pages,
         st.Page("app_pages/about.py", title="About", icon=":material/info:"),
     ]
 )
 
-engine = get_rag()
 with st.sidebar:
+    if user != LOCAL:
+        st.caption(f"Signed in as **{user.name}** ({user.role})")
+        st.button("Sign out", key="sign-out", icon=":material/logout:", type="tertiary",
+                  on_click=sign_out)
     index_status = st.empty()
-    for warning in engine.warnings:
-        st.warning(warning)
-    for problem in settings_problems:
-        st.error(problem)
+    if user.is_admin:  # they name files and folders of the server
+        for warning in engine.warnings:
+            st.warning(warning)
+        for problem in settings_problems:
+            st.error(problem)
     st.page_link("app_pages/about.py", label="How it works (README)", icon=":material/menu_book:")
 
 
 def show_index_status(jobs: list[Job]) -> None:
     st.metric("Documents", len(engine.documents()))
-    sidebar_summary(jobs)
+    sidebar_summary(jobs, link=user.is_admin)
     st.caption(f"{engine.store.count()} chunks · embedder {engine.index_model}")
+    if not user.is_admin:  # where the index lives and where questions go are the server's
+        return
     data_dir = engine.settings.data_dir
     st.caption(f"Store: {engine.index_location()}",
                help=f"Kept originals, BM25 and saved settings: {data_dir.resolve()}")

@@ -14,8 +14,10 @@ from rag.chat_service import AnswerJob
 from rag.citations import link_markers
 from rag.conversations import Conversation, Message
 from rag.generation import REFUSAL
+from rag.user_conversations import UserConversations
 from ui import conversations
 from ui.indexing import mismatch_text
+from ui.sign_in import get_accounts, signed_in
 from ui.sources import anchor, show_preview, show_sources
 from ui.state import get_rag
 
@@ -23,6 +25,8 @@ NEW_SCOPE_KEY = "scope-new"  # the picker before a new chat's first question cre
 
 engine = get_rag()
 store = engine.conversations
+user = signed_in(get_accounts(engine.settings.data_dir))
+own = UserConversations(store, get_accounts(engine.settings.data_dir), user)
 
 
 def searched_caption(searched: str | None, question: str) -> None:
@@ -98,7 +102,7 @@ def scope_picker(conversation: Conversation | None) -> None:
         )
 
 
-conversation = conversations.current(store)
+conversation = conversations.current(own)
 
 st.title("Chat with your documents")
 if not engine.documents():
@@ -106,9 +110,11 @@ if not engine.documents():
     if coming:  # the first files of a drop: on their way, not missing
         st.info(f"Indexing {coming} file{'s' if coming > 1 else ''}: ask as soon as the first "
                 "one is done; the sidebar shows how far it got.")
-    else:
+    elif user.is_admin:
         st.info("Nothing is indexed yet: add files on the Documents page.")
-elif warning := mismatch_text(engine):
+    else:
+        st.info("Nothing is indexed yet: an admin adds the documents to ask about.")
+elif (warning := mismatch_text(engine)) and user.is_admin:
     st.warning(warning)
     st.page_link("app_pages/documents.py", label="Re-index on the Documents page",
                  icon=":material/sync:")
@@ -117,15 +123,15 @@ elif warning := mismatch_text(engine):
 question = st.chat_input("Ask a question about your documents")
 if question and question.strip():
     if conversation is None:
-        conversation = store.create(documents=st.session_state.pop(NEW_SCOPE_KEY, []))
+        conversation = own.create(documents=st.session_state.pop(NEW_SCOPE_KEY, []))
         conversations.show(conversation.id)
     engine.chat.ask(conversation.id, question)  # queued behind an answer still being written
     conversation = store.get(conversation.id) or conversation  # titled by its first question
 
 with st.sidebar:  # after the question: a new conversation is listed while it is answered
-    conversations.conversation_list(store, conversation)
+    conversations.conversation_list(own, conversation)
 if conversation is not None:
-    conversations.conversation_header(store, conversation)
+    conversations.conversation_header(own, conversation)
 scope_picker(conversation)
 
 jobs = engine.chat.jobs(conversation.id) if conversation else []

@@ -193,3 +193,88 @@ def test_upload_then_ask_in_a_browser(
             _screenshot(page, "settings.png")
         finally:
             browser.close()
+
+
+@pytest.fixture
+def app_with_accounts(tmp_path: Path) -> Iterator[str]:
+    """`streamlit run` on loopback over a data dir that has an admin and a reader account (so
+    every tab signs in); nothing indexed, so questions are refused without a language model."""
+    from rag.accounts import Accounts
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    accounts = Accounts.in_data_dir(data_dir)
+    accounts.users.add("ada", "admin", "ada-admin-passphrase-1")
+    accounts.users.add("rui", "reader", "rui-reader-passphrase-2")
+    accounts.close()
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("RAG_") and k != "OPENAI_API_KEY"
+    }
+    env.update(RAG_DATA_DIR=str(data_dir))
+    url = f"http://127.0.0.1:{port}"
+    with running_server(streamlit_command(port), ready_url=f"{url}/_stcore/health",
+                        log=tmp_path / "streamlit.log", cwd=REPO, env=env):
+        yield url
+
+
+def _ending(texts: list[str]) -> list[re.Pattern]:
+    return [re.compile(f"{re.escape(text)}$") for text in texts]
+
+
+def _sign_in(page, name: str, password: str) -> None:
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_signing_in_in_a_browser(app_with_accounts: str) -> None:
+    """A reader signs in, asks, and sees no admin page; a reload asks again; the admin sees
+    the reader's conversation and every page."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    expect = sync_api.expect
+    ARTIFACTS.mkdir(exist_ok=True)
+    question = "What is a good recipe for chocolate chip cookies?"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(app_with_accounts)
+            expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=LONG_MS)
+            expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
+            _sign_in(page, "rui", "ada-admin-passphrase-1")  # another account's password
+            expect(page.get_by_text("Wrong name or password.")).to_be_visible(timeout=LONG_MS)
+            _screenshot(page, "sign-in.png")
+
+            _sign_in(page, "rui", "rui-reader-passphrase-2")
+            expect(page.get_by_role("heading", name="Chat with your documents")).to_be_visible(
+                timeout=LONG_MS
+            )
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            expect(sidebar).to_contain_text("Signed in as rui (reader)")
+            nav = page.locator('[data-testid="stSidebarNav"] a')
+            expect(nav).to_have_text(_ending(["Chat", "About"]))  # after the icon's name
+            chat_input = page.locator('[data-testid="stChatInput"] textarea')
+            chat_input.fill(question)
+            chat_input.press("Enter")
+            expect(page.locator('[data-testid="stChatMessage"]').last).to_contain_text(
+                "I don't have enough information", timeout=LONG_MS
+            )
+            _settled(page)
+            expect(sidebar.get_by_role("button", name=question)).to_be_visible()
+            _screenshot(page, "signed-in-reader.png")
+
+            page.reload()  # a sign-in lasts for the tab's session; the conversation stays
+            expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=LONG_MS)
+            _sign_in(page, "ada", "ada-admin-passphrase-1")
+            expect(sidebar).to_contain_text("Signed in as ada (admin)", timeout=LONG_MS)
+            expect(nav).to_have_text(
+                _ending(["Chat", "Documents", "Settings", "Evaluation", "About"])
+            )
+            expect(page.locator('[data-testid="stChatMessage"]').first).to_contain_text(question)
+            sidebar.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=LONG_MS)
+        finally:
+            browser.close()

@@ -101,9 +101,9 @@ def following(engine: RAG, draw: Callable[[list[Job]], None]) -> None:
 # --- the sidebar --------------------------------------------------------------------------------
 
 
-def sidebar_summary(jobs: Sequence[Job]) -> None:
+def sidebar_summary(jobs: Sequence[Job], *, link: bool) -> None:
     """Nothing while the queue is idle and no file failed lately; otherwise what runs, how many
-    wait and which files failed, with a link to the Documents page."""
+    wait and which files failed, with a link to the Documents page (`link`: for who has it)."""
     current, failed = batch(jobs), recent_failures(jobs)
     running = [job for job in jobs if job.status == "running"]
     queued = sum(job.status == "queued" for job in jobs)
@@ -122,7 +122,9 @@ def sidebar_summary(jobs: Sequence[Job]) -> None:
             shown = "; ".join(f"{plain(job.source)} — {plain(cause(job))}" for job in failed[:3])
             more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
             st.caption(f":red[{len(failed)} failed:] {shown}{more}")
-        st.page_link(DOCUMENTS_PAGE, label="Indexing queue", icon=":material/pending_actions:")
+        if link:
+            st.page_link(DOCUMENTS_PAGE, label="Indexing queue",
+                         icon=":material/pending_actions:")
 
 
 # --- the Documents page -------------------------------------------------------------------------
