@@ -20,6 +20,7 @@ from rag.generation import (
     failure_message,
 )
 from rag.index import Index
+from rag.inert_markup import inert_images
 from rag.overview import is_whole_document_question, spread, target_document
 from rag.search import Search
 from rag.types import DocumentInfo, Hit
@@ -127,7 +128,7 @@ class Answering:
         answer = Answer(context.hits, iter(()), False, best, threshold, preview=context.preview,
                         **details)
         messages = build_messages(question, context.hits, history, context.texts)
-        answer.deltas = self._declining_stream(answer, messages)
+        answer.deltas = inert_images(self._declining_stream(answer, messages))
         return answer
 
     def _declining_stream(self, answer: Answer, messages: list[dict]) -> Iterator[str]:
