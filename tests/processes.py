@@ -51,6 +51,13 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def clear_settings_env(patch: pytest.MonkeyPatch) -> None:
+    """The same for an engine in this process: none of the runner's RAG_/OPENAI_ settings."""
+    for name in list(os.environ):
+        if name.startswith(("RAG_", "OPENAI_")):
+            patch.delenv(name)
+
+
 def log_tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 

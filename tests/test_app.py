@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from rag.citations import link_markers
 from rag.conversations import title_from
 from rag.generation import REFUSAL
+from tests.processes import clear_settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +40,7 @@ def app_env(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Iter
     """RAG_* settings for this module: its own data dir, the tiny embedded model, short answers."""
     data_dir = tmp_path_factory.mktemp("app_data")
     with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("RAG_") or name == "OPENAI_API_KEY":
-                patch.delenv(name)
+        clear_settings_env(patch)
         patch.setenv("RAG_DATA_DIR", str(data_dir))
         patch.setenv("RAG_LLM_GGUF", str(smollm_gguf))
         patch.setenv("RAG_LLM_MAX_TOKENS", "24")

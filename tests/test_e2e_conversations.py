@@ -19,7 +19,7 @@ from rag.conversations import ConversationStore, title_from
 from rag.types import Chunk, Hit
 from tests.conftest import REPO
 from tests.held_llm import HeldLLM
-from tests.processes import free_port, running_server, streamlit_command
+from tests.processes import clear_settings_env, free_port, running_server, streamlit_command
 from tests.test_e2e_browser import (
     ANSWER,
     ARTIFACTS,
@@ -76,9 +76,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, embedder, bench_data: Pat
 
     data = tmp_path_factory.mktemp("conversations") / "data"
     with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("RAG_") or name == "OPENAI_API_KEY":
-                patch.delenv(name)
+        clear_settings_env(patch)
         engine = RAG(Settings(data_dir=data), embedder=embedder)
         pdf = (bench_data / "pdfs" / "pdfjs" / "tracemonkey.pdf").read_bytes()
         assert engine.ingest_one("tracemonkey.pdf", pdf).status == "indexed"

@@ -3,7 +3,6 @@ Who must sign in, what a reader and an admin may open, and whose conversations e
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from rag.accounts import Accounts
+from tests.processes import clear_settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +36,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     question is refused without a language model."""
     folder = tmp_path_factory.mktemp("sign_in_data")
     with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("RAG_") or name == "OPENAI_API_KEY":
-                patch.delenv(name)
+        clear_settings_env(patch)
         patch.setenv("RAG_DATA_DIR", str(folder))
         address = config.get_option("server.address")
         config.set_option("server.address", "127.0.0.1")
