@@ -23,7 +23,6 @@ from typing import Literal, get_args
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from rag.conversations import Conversation
 from rag.sqlite_transactions import SharedDatabase
 
 FILE_NAME = "accounts.sqlite3"  # under data_dir
@@ -318,17 +317,6 @@ class Accounts:
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> Accounts:
         return cls(data_dir / FILE_NAME)
-
-    def may_see(self, principal: Principal, conversation_id: str) -> bool:
-        """A reader sees their own conversations, an admin every one."""
-        return principal.is_admin or self.owners.owner(conversation_id) == principal.user_id
-
-    def visible(self, principal: Principal,
-                conversations: list[Conversation]) -> list[Conversation]:
-        if principal.is_admin:
-            return conversations
-        own = self.owners.owned_by(principal.user_id)
-        return [conversation for conversation in conversations if conversation.id in own]
 
     def close(self) -> None:
         for store in (self.tokens, self.users, self.owners):
