@@ -15,9 +15,8 @@ from rag.citations import link_markers
 from rag.conversations import Conversation, Message
 from rag.generation import REFUSAL
 from rag.user_conversations import UserConversations
-from ui import conversations
+from ui import conversations, sign_in
 from ui.indexing import mismatch_text
-from ui.sign_in import get_accounts, signed_in
 from ui.sources import anchor, show_preview, show_sources
 from ui.state import get_rag
 
@@ -25,8 +24,8 @@ NEW_SCOPE_KEY = "scope-new"  # the picker before a new chat's first question cre
 
 engine = get_rag()
 store = engine.conversations
-user = signed_in(get_accounts(engine.settings.data_dir))
-own = UserConversations(store, get_accounts(engine.settings.data_dir), user)
+user = sign_in.user()
+own = UserConversations(store, sign_in.get_accounts(engine.settings.data_dir), user)
 
 
 def searched_caption(searched: str | None, question: str) -> None:

@@ -33,6 +33,7 @@ def signed_in(accounts: Accounts) -> Principal:
     and ends the script run there."""
     if not accounts.users.exist():
         if not listens_beyond_loopback():
+            st.session_state.pop(SESSION_KEY, None)  # every account was removed meanwhile
             return LOCAL
         st.title("Sign-in needed")
         st.error("This app listens beyond this machine, and no account exists yet. An admin "
@@ -46,6 +47,12 @@ def signed_in(accounts: Accounts) -> Principal:
     st.session_state.pop(SESSION_KEY, None)
     _form(accounts)
     st.stop()
+
+
+def user() -> Principal:
+    """For the pages: who `signed_in` settled for this run, without reading the accounts again
+    (the entry script runs it before every page)."""
+    return st.session_state.get(SESSION_KEY, LOCAL)
 
 
 def sign_out() -> None:
