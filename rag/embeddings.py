@@ -16,6 +16,8 @@ import numpy as np
 
 from rag.config import DEFAULT_EMBEDDING_MODEL, SPECIAL_TOKENS, Settings
 from rag.generation import public_url
+from rag.query_batching import QueryBatcher
+from rag.query_batching import QueryBatcher
 from rag.sentence_encoder import encode, load_encoder
 
 
@@ -70,6 +72,8 @@ class Embedder:
         self.dimension: int = self._model.dimension
         # Text tokens that fit: the model's input limit less [CLS]/[SEP]; beyond it text is dropped.
         self.max_tokens: int = self._model.max_seq_length - SPECIAL_TOKENS
+        self._questions = QueryBatcher(self.embed)
+        self._questions = QueryBatcher(self.embed)
 
     def embed(self, texts: Sequence[str],
               progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -88,7 +92,8 @@ class Embedder:
             self._threads.ready = True
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        """Questions asked at once are embedded together (rag.query_batching)."""
+        return self._questions.embed(text)
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         with self._measuring:
