@@ -17,7 +17,6 @@ import numpy as np
 from rag.config import DEFAULT_EMBEDDING_MODEL, SPECIAL_TOKENS, Settings
 from rag.generation import public_url
 from rag.query_batching import QueryBatcher
-from rag.query_batching import QueryBatcher
 from rag.sentence_encoder import encode, load_encoder
 
 
@@ -63,7 +62,7 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64) -> None:
         self._threads = threading.local()
-        self._use_every_core()
+        self._use_cores(os.cpu_count() or 1)
         self.name = model
         self.batch_size = batch_size
         self._model = load_encoder(resolve_model(model))
@@ -72,24 +71,34 @@ class Embedder:
         self.dimension: int = self._model.dimension
         # Text tokens that fit: the model's input limit less [CLS]/[SEP]; beyond it text is dropped.
         self.max_tokens: int = self._model.max_seq_length - SPECIAL_TOKENS
-        self._questions = QueryBatcher(self.embed)
-        self._questions = QueryBatcher(self.embed)
+        self._questions = QueryBatcher(self._embed_questions)
 
     def embed(self, texts: Sequence[str],
               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        self._use_every_core()
+        self._use_cores(os.cpu_count() or 1)
         return encode(self._model, list(texts), self.batch_size, turn=self._encoding,
                       progress=progress)
 
-    def _use_every_core(self) -> None:
-        """Once in each thread that encodes: torch.set_num_threads reaches OpenMP for the calling
-        thread only. The ingest worker thread left as it was encoded on 1.4-1.6 of 2 cores,
-        the main thread on 1.95; set in the worker too, 1.73-1.85."""
-        if not getattr(self._threads, "ready", False):
+    def _embed_questions(self, texts: Sequence[str]) -> np.ndarray:
+        """On one core: a few short questions gain little from a second one, and every answer
+        thread that ran a parallel region started an OpenMP team of its own, whose threads spin
+        after each batch. The API at 16 clients: 15.9 server CPU-ms per request, 20.0 with both
+        cores; a lone question waited 18 ms for its sources, 21 with both."""
+        self._use_cores(1)
+        return encode(self._model, list(texts), self.batch_size, turn=self._encoding)
+
+    def _use_cores(self, count: int) -> None:
+        """Per thread that encodes: torch.set_num_threads reaches OpenMP for the calling thread
+        only. The ingest worker thread left as it was encoded on 1.4-1.6 of 2 cores, the main
+        thread on 1.95; set in the worker too, 1.73-1.85."""
+        if getattr(self._threads, "cores", None) != count:
             import torch
 
-            torch.set_num_threads(os.cpu_count() or 1)
-            self._threads.ready = True
+            # A thread's first parallel operation applies the count another thread set last:
+            # get_num_threads has it happen now, before this thread sets its own.
+            torch.get_num_threads()
+            torch.set_num_threads(count)
+            self._threads.cores = count
 
     def embed_query(self, text: str) -> np.ndarray:
         """Questions asked at once are embedded together (rag.query_batching)."""

@@ -4,11 +4,13 @@ from many threads at once against the same questions embedded one by one."""
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import torch
 
 from rag.query_batching import QueryBatcher
 
@@ -90,3 +92,29 @@ def test_the_real_encoder_gives_each_thread_its_own_question_s_vector(embedder):
     np.testing.assert_allclose(together, alone, atol=1e-5)
     assert len({tuple(np.round(row, 4)) for row in together}) == len(questions)
 
+
+def test_questions_on_one_core_leave_other_threads_encoding_on_every_core(embedder):
+    """torch's per-thread thread count: a question embedded on one core in one thread must not
+    become the count of a thread that set its own before its first encode (the ingest worker)."""
+    cores = {}
+    worker_set, question_done = threading.Event(), threading.Event()
+
+    def ingest_worker():
+        embedder._use_cores(os.cpu_count() or 1)
+        worker_set.set()
+        assert question_done.wait(30)
+        embedder.embed(["a passage the worker embeds after the question"])
+        cores["worker"] = torch.get_num_threads()
+
+    def asker():
+        assert worker_set.wait(30)
+        embedder.embed_query("a question")
+        cores["asker"] = torch.get_num_threads()
+        question_done.set()
+
+    threads = [threading.Thread(target=ingest_worker), threading.Thread(target=asker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert cores == {"worker": os.cpu_count() or 1, "asker": 1}
