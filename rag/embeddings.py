@@ -75,17 +75,20 @@ class Embedder:
 
     def embed(self, texts: Sequence[str],
               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        self._use_cores(os.cpu_count() or 1)
-        return encode(self._model, list(texts), self.batch_size, turn=self._encoding,
-                      progress=progress)
+        return self._encode(texts, os.cpu_count() or 1, progress)
 
     def _embed_questions(self, texts: Sequence[str]) -> np.ndarray:
         """On one core: a few short questions gain little from a second one, and every answer
         thread that ran a parallel region started an OpenMP team of its own, whose threads spin
         after each batch. The API at 16 clients: 15.9 server CPU-ms per request, 20.0 with both
         cores; a lone question waited 18 ms for its sources, 21 with both."""
-        self._use_cores(1)
-        return encode(self._model, list(texts), self.batch_size, turn=self._encoding)
+        return self._encode(texts, 1)
+
+    def _encode(self, texts: Sequence[str], cores: int,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+        self._use_cores(cores)
+        return encode(self._model, list(texts), self.batch_size, turn=self._encoding,
+                      progress=progress)
 
     def _use_cores(self, count: int) -> None:
         """Per thread that encodes: torch.set_num_threads reaches OpenMP for the calling thread
