@@ -2,7 +2,8 @@
 
 A batch costs far less per question than a question alone: on 2 cores a lone question took
 12.8 CPU-ms and a batch of 16 took 69 CPU-ms, 4.3 each. Under load (the API with 16 clients)
-the questions' embeddings were most of the server's CPU time per request.
+the questions' embeddings were the largest share of the server's work per request (43% of
+py-spy's busy samples).
 
 No thread and no timer: the first caller runs a batch of itself at once, so a lone question
 never waits; whoever arrives while a batch runs queues, and when that batch ends one of them
