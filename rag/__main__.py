@@ -94,6 +94,7 @@ def _serve(rag, args) -> int:
 
     from rag.accounts import Accounts, is_loopback
     from rag.api.app import create_app
+    from rag.api.warm_start import warm_start
 
     host, port = args.host or rag.settings.host, args.port or rag.settings.port
     accounts = Accounts.in_data_dir(rag.settings.data_dir)
@@ -101,6 +102,7 @@ def _serve(rag, args) -> int:
         print(f"serving on {host}: no token exists yet, so every request will get 401; create "
               "one with `python -m rag tokens create NAME`", file=sys.stderr)
     app = create_app(rag, accounts, loopback_only=is_loopback(host))
+    warm_start(rag)
     uvicorn.run(app, host=host, port=port, log_level="info")
     return 0
 
