@@ -28,9 +28,11 @@ def test_plain_transformers_give_the_vectors_sentence_transformers_gives(embedde
     reference = _SentenceTransformersEncoder(model)
     assert not isinstance(plain, _SentenceTransformersEncoder), "MiniLM's recipe is the plain one"
     assert (plain.dimension, plain.max_seq_length) == (reference.dimension, 256)
-    ours, theirs = encode(plain, texts, 16), encode(reference, texts, 16)
-    assert ours.dtype == np.float32 and ours.shape == (len(texts), 384)
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    theirs = encode(reference, texts, 16)
+    for batch_size in (16, 5, 1):  # the model is traced once: other shapes must not change it
+        ours = encode(plain, texts, batch_size)
+        assert ours.dtype == np.float32 and ours.shape == (len(texts), 384)
+        np.testing.assert_allclose(ours, theirs, atol=1e-5, err_msg=f"batches of {batch_size}")
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     assert encode(plain, [], 16).shape == encode(reference, [], 16).shape == (0, 384)
 
