@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -29,6 +29,33 @@ class Retrieval:
     keyword_evidence: float | None = None  # lexical_evidence, when a keyword floor was set
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A chunk ranked before its text is read: a refused question reads no text, an answered
+    one only its top_k's. Under load (bench/api.py, 16 clients) reading every candidate's text
+    and metadata made Chroma's calls the largest share of the server's time after embedding."""
+
+    chunk_id: str
+    similarity: float
+    lexical: float | None = None
+    fused: float | None = None
+    chunk: Chunk | None = None  # known already when the search was scoped to documents
+
+    @property
+    def score(self) -> float:
+        return self.similarity if self.fused is None else self.fused
+
+
+class Scored(Protocol):
+    """What the gate reads of a ranked passage: a Hit, or a Candidate not read yet."""
+
+    @property
+    def similarity(self) -> float: ...
+
+    @property
+    def lexical(self) -> float | None: ...
+
+
 def rank(
     question: str,
     *,
@@ -42,40 +69,78 @@ def rank(
     within: Sequence[str] | None = None,
     carry: Sequence[str] = (),
 ) -> list[Hit]:
-    """Up to `depth` candidates from each side, best first. Every hit carries its dense
-    similarity, also the ones only BM25 found, so the threshold can judge any of them.
+    """Up to `depth` candidates from each side, best first, texts read. Every hit carries its
+    dense similarity, also the ones only BM25 found, so the threshold can judge any of them.
 
     `within` limits the search to those chunk ids (a conversation scoped to chosen documents:
     searched exactly, not filtered after the fact, so a small document is never crowded out);
     `carry` adds chunks as candidates whatever their rank (the previous answer's sources)."""
+    hits = read(store, candidates(question, embedder=embedder, store=store, lexical=lexical,
+                                  depth=depth, dense_weight=dense_weight, fusion=fusion,
+                                  within=within, carry=carry))
+    return hits if reranker is None else _reranked(question, reranker, hits)
+
+
+def candidates(
+    question: str,
+    *,
+    embedder: TextEmbedder,
+    store: VectorStore,
+    lexical: LexicalIndex | None,
+    depth: int,
+    dense_weight: float = 0.7,
+    fusion: Fusion = "convex",
+    within: Sequence[str] | None = None,
+    carry: Sequence[str] = (),
+) -> list[Candidate]:
+    """rank's candidates in its order (before any re-ranker), no text read unless scoped."""
     query = embedder.embed_query(question)
-    scoped = None  # every chunk in scope with its similarity: read once, ranked here
+    known: dict[str, Chunk] = {}  # scoped: every chunk in scope, read once and ranked here
+    in_scope: dict[str, float] = {}
     if within is None:
-        found = store.query(query, depth)
+        dense = dict(store.nearest(query, depth))
     else:
-        scoped = {chunk.chunk_id: (chunk, _cosine(query, vector))
-                  for chunk, vector in store.get_chunks(within)}
-        found = heapq.nlargest(depth, scoped.values(), key=lambda pair: pair[1])
-    dense = {chunk.chunk_id: (chunk, similarity) for chunk, similarity in found}
+        for chunk, vector in store.get_chunks(within):
+            known[chunk.chunk_id] = chunk
+            in_scope[chunk.chunk_id] = _cosine(query, vector)
+        dense = dict(heapq.nlargest(depth, in_scope.items(), key=lambda pair: pair[1]))
     lexical_scores = {}
     if lexical is not None:
         lexical_scores = {chunk_id: score for chunk_id, score in lexical.scores(question).items()
-                          if scoped is None or chunk_id in scoped}
+                          if within is None or chunk_id in in_scope}
     top_lexical = heapq.nlargest(depth, lexical_scores, key=lexical_scores.__getitem__)
     missing = [chunk_id for chunk_id in dict.fromkeys((*top_lexical, *carry))
                if chunk_id not in dense]
-    if scoped is not None:
-        dense.update((chunk_id, scoped[chunk_id]) for chunk_id in missing if chunk_id in scoped)
+    if within is not None:
+        dense.update((chunk_id, in_scope[chunk_id]) for chunk_id in missing
+                     if chunk_id in in_scope)
     else:
-        for chunk, vector in store.get_chunks(missing):
-            dense[chunk.chunk_id] = (chunk, _cosine(query, vector))
+        dense.update((chunk_id, _cosine(query, vector))
+                     for chunk_id, vector in store.vectors(missing).items())
     if lexical is None:
-        hits = [Hit(chunk, similarity) for chunk, similarity in dense.values()]
+        found = [Candidate(chunk_id, similarity, chunk=known.get(chunk_id))
+                 for chunk_id, similarity in dense.items()]
     else:
-        hits = _fuse(list(dense.values()), lexical_scores, dense_weight, fusion)
-    if reranker is not None:
-        hits = reranker.rerank(question, hits)
-    return sorted(hits, key=lambda hit: hit.score, reverse=True)
+        found = _fuse(dense, lexical_scores, dense_weight, fusion, known)
+    return sorted(found, key=lambda candidate: candidate.score, reverse=True)
+
+
+def read(store: VectorStore, ranked: Sequence[Candidate]) -> list[Hit]:
+    """The candidates as hits, in their order: one read for the texts not known yet. A chunk
+    whose document was deleted since it was found is left out."""
+    unread = [candidate.chunk_id for candidate in ranked if candidate.chunk is None]
+    texts = {chunk.chunk_id: chunk for chunk, _ in store.get_chunks(unread)} if unread else {}
+    hits = []
+    for candidate in ranked:
+        chunk = candidate.chunk or texts.get(candidate.chunk_id)
+        if chunk is not None:
+            hits.append(Hit(chunk, candidate.similarity, lexical=candidate.lexical,
+                            fused=candidate.fused))
+    return hits
+
+
+def _reranked(question: str, reranker: Reranker, hits: list[Hit]) -> list[Hit]:
+    return sorted(reranker.rerank(question, hits), key=lambda hit: hit.score, reverse=True)
 
 
 def retrieve(
@@ -99,6 +164,7 @@ def retrieve(
 ) -> Retrieval:
     """The threshold gates the question on its best dense similarity: BM25 can rank a passage
     but cannot make an off-topic question look answerable, so the refusal keeps its meaning.
+    The gate reads no order, so it judges the candidates before any text is read or re-ranked.
 
     A follow-up is searched with its context (`question`), which carries the earlier topic into
     the search; so that the context cannot carry an off-topic newest message (`latest`) past the
@@ -107,31 +173,35 @@ def retrieve(
     With `keyword_floor` set and BM25 on, a best similarity between the floor and the threshold
     is enough when the question's keywords match (see threshold_gate): keywords lower the bar for
     small indexes, where real questions score lower, but never below a cosine floor."""
-    hits = rank(question, embedder=embedder, store=store, lexical=lexical, reranker=reranker,
-                depth=top_k * fetch_multiplier, dense_weight=dense_weight, fusion=fusion,
-                within=within, carry=carry)
-    best, refused, evidence = judge(question, hits, lexical, threshold, keyword_floor,
+    ranked = candidates(question, embedder=embedder, store=store, lexical=lexical,
+                        depth=top_k * fetch_multiplier, dense_weight=dense_weight, fusion=fusion,
+                        within=within, carry=carry)
+    best, refused, evidence = judge(question, ranked, lexical, threshold, keyword_floor,
                                     keyword_evidence)
-    support = None
-    if not refused and latest is not None and latest != question:
-        support = latest_support(embedder, store, latest, hits[:top_k])
-        refused = support < latest_threshold
-    return Retrieval(hits=[] if refused else hits[:top_k], best_similarity=best,
+    hits, support = [], None
+    if not refused:
+        hits = (read(store, ranked[:top_k]) if reranker is None
+                else _reranked(question, reranker, read(store, ranked))[:top_k])
+        if latest is not None and latest != question:
+            support = latest_support(embedder, store, latest,
+                                     [hit.chunk.chunk_id for hit in hits])
+            refused = support < latest_threshold
+    return Retrieval(hits=[] if refused else hits, best_similarity=best,
                      threshold=threshold, latest_support=support, keyword_evidence=evidence)
 
 
 def latest_support(embedder: TextEmbedder, store: VectorStore, latest: str,
-                   hits: Sequence[Hit]) -> float:
+                   chunk_ids: Sequence[str]) -> float:
     """How close the newest message alone comes to the passages its contextual search found
     (their stored vectors: one query embedding, no passage embedded again)."""
-    stored = store.get_chunks([hit.chunk.chunk_id for hit in hits])
+    stored = store.vectors(chunk_ids)
     if not stored:
         return -1.0
     query = embedder.embed_query(latest)
-    return max(_cosine(query, vector) for _, vector in stored)
+    return max(_cosine(query, vector) for vector in stored.values())
 
 
-def judge(question: str, hits: Sequence[Hit], lexical: LexicalIndex | None, threshold: float,
+def judge(question: str, hits: Sequence[Scored], lexical: LexicalIndex | None, threshold: float,
           keyword_floor: float | None = None, keyword_evidence: float = 1.0,
           ) -> tuple[float | None, bool, float | None]:
     """threshold_gate with the keyword evidence measured when a floor asks for it: the best
@@ -143,7 +213,7 @@ def judge(question: str, hits: Sequence[Hit], lexical: LexicalIndex | None, thre
     return best, refused, evidence
 
 
-def threshold_gate(hits: Sequence[Hit], threshold: float, *, floor: float | None = None,
+def threshold_gate(hits: Sequence[Scored], threshold: float, *, floor: float | None = None,
                    evidence: float | None = None, min_evidence: float = 1.0,
                    ) -> tuple[float | None, bool]:
     """The best dense similarity of a ranking, and whether the question is refused: the one rule
@@ -159,7 +229,7 @@ def threshold_gate(hits: Sequence[Hit], threshold: float, *, floor: float | None
     return best, best < threshold and not rescued
 
 
-def lexical_evidence(question: str, hits: Sequence[Hit], lexical: LexicalIndex) -> float | None:
+def lexical_evidence(question: str, hits: Sequence[Scored], lexical: LexicalIndex) -> float | None:
     """How much of the question the best keyword match covers: the top BM25 score among the hits
     over the most any passage could score (the sum of the question's term IDFs), in [0, 1).
     None when the question has no searchable term."""
@@ -175,21 +245,24 @@ def _cosine(query: np.ndarray, vector: np.ndarray) -> float:
 
 
 def _fuse(
-    candidates: Sequence[tuple[Chunk, float]],
+    dense: dict[str, float],
     lexical_scores: dict[str, float],
     dense_weight: float,
     fusion: Fusion,
-) -> list[Hit]:
-    similarities = np.array([similarity for _, similarity in candidates])
-    lexical = np.array([lexical_scores.get(chunk.chunk_id, 0.0) for chunk, _ in candidates])
+    known: dict[str, Chunk],
+) -> list[Candidate]:
+    similarities = np.array(list(dense.values()))
+    lexical = np.array([lexical_scores.get(chunk_id, 0.0) for chunk_id in dense])
     if fusion == "rrf":
         fused = (dense_weight / (RRF_K + _ranks(similarities))
                  + (1 - dense_weight) / (RRF_K + _ranks(lexical)))
     else:  # convex combination of min-max normalised scores (Bruch et al. 2023)
         fused = dense_weight * _min_max(similarities) + (1 - dense_weight) * _min_max(lexical)
     return [
-        Hit(chunk, float(similarity), lexical=float(score), fused=float(combined))
-        for (chunk, similarity), score, combined in zip(candidates, lexical, fused, strict=True)
+        Candidate(chunk_id, float(similarity), lexical=float(score), fused=float(combined),
+                  chunk=known.get(chunk_id))
+        for chunk_id, similarity, score, combined in zip(dense, similarities, lexical, fused,
+                                                          strict=True)
     ]
 
 

@@ -59,6 +59,11 @@ def chunk_id(doc_id: str, ordinal: int) -> str:
     return f"{doc_id}:{ordinal}"
 
 
+def doc_id_of(chunk_id: str) -> str:
+    """The document a chunk id belongs to, without reading the chunk."""
+    return chunk_id.rpartition(":")[0]
+
+
 @dataclass(frozen=True)
 class Hit:
     """A retrieved chunk with every score that led to it, so the UI can show why it was chosen."""

@@ -32,6 +32,7 @@ import pytest
 from rag.config import Settings
 from rag.index_files import ORIGINALS, read_manifest, read_original
 from rag.pipeline import RAG
+from rag.types import doc_id_of
 from tests.chroma_fixtures import chroma_server_at
 from tests.conftest import REPO
 from tests.processes import HeldFile, cli_env, log_tail
@@ -187,7 +188,7 @@ def _assert_only_whole_documents(rag: RAG, data_dir: Path, store: StoreUnderTest
     everything = max(rag.store.count(), 1)
     for question in QUESTIONS[:2]:
         vector = rag.embedder.embed_query(question)
-        seen = {chunk.doc_id for chunk, _ in rag.store.query(vector, everything)}
+        seen = {doc_id_of(chunk_id) for chunk_id, _ in rag.store.nearest(vector, everything)}
         assert seen <= set(listed), f"a query returned chunks of unlisted {seen - set(listed)}"
     rag.sync_lexical()
     assert rag.lexical.doc_ids == set(listed), (

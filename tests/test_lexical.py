@@ -90,12 +90,12 @@ def test_heading_is_indexed_with_chunks_that_do_not_repeat_it():
 
 
 def test_convex_fusion_normalises_each_score_to_the_candidates():
-    candidates = [(chunk("a", 0, "x"), 0.8), (chunk("b", 0, "y"), 0.6), (chunk("c", 0, "z"), 0.4)]
-    hits = _fuse(candidates, {"b:0": 6.0, "c:0": 3.0}, dense_weight=0.5, fusion="convex")
+    dense = {"a:0": 0.8, "b:0": 0.6, "c:0": 0.4}
+    hits = _fuse(dense, {"b:0": 6.0, "c:0": 3.0}, dense_weight=0.5, fusion="convex", known={})
     # dense min-max: 1, .5, 0; BM25 min-max (a has none, so 0): 0, 1, .5
     assert [hit.fused for hit in hits] == pytest.approx([0.5, 0.75, 0.25])
     assert [hit.lexical for hit in hits] == [0.0, 6.0, 3.0]
-    rrf = _fuse(candidates, {"b:0": 6.0, "c:0": 3.0}, dense_weight=0.5, fusion="rrf")
+    rrf = _fuse(dense, {"b:0": 6.0, "c:0": 3.0}, dense_weight=0.5, fusion="rrf", known={})
     assert rrf[1].fused == pytest.approx(0.5 / 62 + 0.5 / 61)  # b: dense rank 2, BM25 rank 1
 
 

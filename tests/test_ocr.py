@@ -165,7 +165,8 @@ def test_ocr_flag_round_trips_through_the_store(tmp_path, store_type) -> None:
     open_store(settings).add(DocumentInfo("d1", "scan.pdf", 2, 2, 10, "2026-01-01T00:00:00+00:00"),
                              chunks, vectors)
     store = open_store(settings)  # reopened, as after a restart
-    assert [c.ocr for c, _ in store.query(vectors[0], 2)] == [True, False]
+    assert [chunk_id for chunk_id, _ in store.nearest(vectors[0], 2)] == ["d1:0", "d1:1"]
+    assert [c.ocr for c, _ in store.get_chunks(["d1:0", "d1:1"])] == [True, False]
     assert [c for c, _ in store.get_chunks([c.chunk_id for c in chunks])] == chunks
     assert sorted(store.chunks(), key=lambda c: c.ordinal) == chunks
 
@@ -195,7 +196,7 @@ def test_faiss_index_from_before_ocr_reads_not_ocr(tmp_path) -> None:
     db.close()
 
     store = FaissStore(folder)
-    assert [c.ocr for c, _ in store.query(vector, 1)] == [False]
+    assert [c.ocr for c, _ in store.get_chunks([i for i, _ in store.nearest(vector, 1)])] == [False]
     store.add(DocumentInfo("d1", "scan.pdf", 2, 2, 10, "2026-01-01T00:00:00+00:00"),
               _chunks("d1"), np.eye(2, 8, dtype=np.float32))
     assert {c.chunk_id: c.ocr for c in FaissStore(folder).chunks()} == {

@@ -16,7 +16,7 @@ from rag.generation import REFUSAL
 from rag.pipeline import RAG
 from rag.stores import VectorStore, open_store
 from rag.stores.faiss import SNAPSHOT, FaissStore
-from rag.types import Chunk, DocumentInfo
+from rag.types import Chunk, DocumentInfo, doc_id_of
 
 DIM = 8
 BACKENDS = ["chroma", "chroma-server", "faiss"]
@@ -57,11 +57,11 @@ def store(reopen) -> VectorStore:
     return reopen()
 
 
-def test_query_returns_cosine_similarity_best_first(store):
+def test_nearest_returns_cosine_similarity_best_first(store):
     info, chunks = document("a", 3)
     store.add(info, chunks, np.stack([unit(1, 0), unit(1, 1), unit(0, 1)]))
-    results = store.query(unit(1, 0), k=10)  # more than the store holds
-    assert [chunk.ordinal for chunk, _ in results] == [0, 1, 2]
+    results = store.nearest(unit(1, 0), k=10)  # more than the store holds
+    assert [chunk_id for chunk_id, _ in results] == ["a:0", "a:1", "a:2"]
     assert [round(score, 4) for _, score in results] == [1.0, round(1 / np.sqrt(2), 4), 0.0]
 
 
@@ -70,8 +70,9 @@ def test_metadata_round_trips(store):
     chunks = [Chunk("a", "a.md", 0, "alpha", 3, 8, heading="Intro > Why"),
               Chunk("a", "a.md", 1, "beta", 9, 13, page=4)]
     store.add(info, chunks, np.stack([unit(1), unit(0, 1)]))
-    found = {chunk.ordinal: chunk for chunk, _ in store.query(unit(1), k=2)}
+    found = {chunk.ordinal: chunk for chunk, _ in store.get_chunks(["a:1", "a:0"])}
     assert found == {0: chunks[0], 1: chunks[1]}
+    assert [chunk_id for chunk_id, _ in store.nearest(unit(1), k=2)] == ["a:0", "a:1"]
     assert store.get_document("a") == info
     assert store.get_document("missing") is None
 
@@ -83,8 +84,8 @@ def test_delete_removes_document_and_chunks(store):
     store.delete("a")
     assert [info.doc_id for info in store.documents()] == ["b"]
     assert store.count() == 2
-    assert {chunk.doc_id for chunk, _ in store.query(unit(1), k=10)} == {"b"}
-    assert store.get_chunks(["a:0", "a:1"]) == []
+    assert [chunk_id for chunk_id, _ in store.nearest(unit(1), k=10)] == ["b:0", "b:1"]
+    assert store.get_chunks(["a:0", "a:1"]) == [] and store.vectors(["a:0", "a:1"]) == {}
     assert {chunk.doc_id for chunk in store.chunks()} == {"b"}
     store.delete("missing")  # no error
     assert store.count() == 2 and store.document_count() == 1
@@ -99,17 +100,17 @@ def test_the_same_document_added_twice_is_stored_once(store):
     shorter, chunks = document("a", 2)  # the same id again, now two chunks: a replacement
     store.add(shorter, chunks, vectors[:2])
     assert store.count() == 2 and store.documents() == [shorter]
-    assert [chunk.ordinal for chunk, _ in store.query(unit(1), k=10)] == [0, 1]
+    assert [chunk_id for chunk_id, _ in store.nearest(unit(1), k=10)] == ["a:0", "a:1"]
 
 
 def test_reopen_finds_the_same_results(reopen):
     first = reopen()
     info, chunks = document("a", 3)
     first.add(info, chunks, np.stack([unit(1), unit(1, 1), unit(0, 1)]))
-    before = first.query(unit(1, 0.2), k=3)
+    before = first.nearest(unit(1, 0.2), k=3)
     first.flush()
     reopened = reopen()
-    assert reopened.query(unit(1, 0.2), k=3) == before
+    assert reopened.nearest(unit(1, 0.2), k=3) == before
     assert reopened.documents() == [info]
     assert reopened.count() == 3
 
@@ -136,10 +137,10 @@ def test_a_failed_add_leaves_nothing_behind(store, monkeypatch):
     with pytest.raises(Exception, match="disk full"):
         store.add(info, chunks, vectors)
     assert store.count() == 0 and store.documents() == []
-    assert store.query(unit(1), k=5) == [] and list(store.chunks()) == []
+    assert store.nearest(unit(1), k=5) == [] and list(store.chunks()) == []
 
 
-def test_get_chunks_leaves_out_unknown_ids(store):
+def test_get_chunks_and_vectors_leave_out_unknown_ids(store):
     info, chunks = document("a", 3)
     vectors = np.stack([unit(1), unit(1, 1), unit(0, 1)])
     store.add(info, chunks, vectors)
@@ -151,6 +152,10 @@ def test_get_chunks_leaves_out_unknown_ids(store):
         assert chunk == chunks[ordinal]
         np.testing.assert_allclose(vector, vectors[ordinal], atol=1e-6)
     assert store.get_chunks([]) == []
+    stored = store.vectors(["a:2", "missing:0", "a:0", "a:9", "a"])
+    assert set(stored) == {"a:0", "a:2"}
+    np.testing.assert_allclose(stored["a:2"], vectors[2], atol=1e-6)
+    assert store.vectors([]) == {}
 
 
 def test_chunks_lists_every_chunk(store):
@@ -170,11 +175,11 @@ def test_drop_empties_the_index(reopen):
     store.drop()
     fresh = reopen()
     assert fresh.count() == 0 and fresh.documents() == []
-    assert fresh.query(unit(1), k=5) == []
+    assert fresh.nearest(unit(1), k=5) == []
 
 
 def test_empty_store_answers_with_nothing(store):
-    assert store.query(unit(1), k=5) == []
+    assert store.nearest(unit(1), k=5) == []
     assert store.documents() == [] and store.count() == 0 and store.document_count() == 0
     assert store.get_chunks(["a:0"]) == [] and list(store.chunks()) == []
     store.flush()  # nothing to write: no error
@@ -188,11 +193,11 @@ def test_chroma_never_returns_chunks_of_an_unlisted_document(store):
                       documents=[c.text for c in chunks],
                       metadatas=[{"doc_id": "a", "source": "a.pdf", "ordinal": c.ordinal,
                                   "start": 0, "end": 1} for c in chunks])
-    assert store.query(unit(1), k=5) == []
+    assert store.nearest(unit(1), k=5) == []
     assert store.get_chunks(["a:0"]) == [] and list(store.chunks()) == []
     store.add(info, chunks, np.stack([unit(1), unit(0, 1)]))  # a re-ingest replaces the strays
     assert store.count() == 2
-    assert len(store.query(unit(1), k=5)) == 2
+    assert len(store.nearest(unit(1), k=5)) == 2
 
 
 def faiss_folder(tmp_path) -> tuple[Settings, Callable[[], VectorStore]]:
@@ -211,8 +216,8 @@ def test_faiss_reopens_with_every_commit_after_a_crash_before_flush(tmp_path):
     info_c, chunks = document("c", 1)
     store.add(info_c, chunks, unit(1, 0.5)[None, :])  # missing from the snapshot
     store.delete("a")  # still in the snapshot
-    expected = store.query(unit(1, 0.3), k=10)
-    assert {chunk.doc_id for chunk, _ in expected} == {"b", "c"}
+    expected = store.nearest(unit(1, 0.3), k=10)
+    assert {doc_id_of(chunk_id) for chunk_id, _ in expected} == {"b", "c"}
     # No flush: the "crashed" store's snapshot holds a and b.
     snapshot = settings.data_dir / "faiss" / SNAPSHOT
     for damage in ("none", "truncated", "deleted"):
@@ -221,12 +226,12 @@ def test_faiss_reopens_with_every_commit_after_a_crash_before_flush(tmp_path):
         elif damage == "deleted":
             snapshot.unlink()
         reopened = reopen()
-        assert reopened.query(unit(1, 0.3), k=10) == expected, damage
+        assert reopened.nearest(unit(1, 0.3), k=10) == expected, damage
         assert {info.doc_id for info in reopened.documents()} == {"b", "c"}
         assert reopened.count() == 4
     reopened.flush()
     assert snapshot.exists()
-    assert reopen().query(unit(1, 0.3), k=10) == expected
+    assert reopen().nearest(unit(1, 0.3), k=10) == expected
 
 
 def test_faiss_sees_a_write_of_another_process_on_its_next_query(tmp_path):
@@ -234,11 +239,11 @@ def test_faiss_sees_a_write_of_another_process_on_its_next_query(tmp_path):
     app, cli = reopen(), reopen()  # two connections, as two processes have
     info, chunks = document("a", 2)
     app.add(info, chunks, np.stack([unit(1), unit(0, 1)]))
-    assert app.query(unit(1), k=10)  # the app's index is loaded before the CLI writes
+    assert app.nearest(unit(1), k=10)  # the app's index is loaded before the CLI writes
     info_b, chunks = document("b", 1)
     cli.add(info_b, chunks, unit(1, 0.1)[None, :])
     cli.delete("a")
-    assert [chunk.chunk_id for chunk, _ in app.query(unit(1), k=10)] == ["b:0"]
+    assert [chunk_id for chunk_id, _ in app.nearest(unit(1), k=10)] == ["b:0"]
     assert app.count() == 1 and app.documents() == [info_b]
 
 
@@ -253,7 +258,7 @@ def test_faiss_serves_queries_from_threads_while_it_ingests(tmp_path):
     def ask() -> None:
         try:
             while not done.is_set():
-                assert store.query(unit(1), k=3)
+                assert store.nearest(unit(1), k=3)
         except Exception as error:  # noqa: BLE001  (reported below, on the test's thread)
             errors.append(error)
 

@@ -14,8 +14,12 @@ class VectorStore(Protocol):
     def add(self, info: DocumentInfo, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Index one document. All-or-nothing: it is listed only once every chunk is stored."""
 
-    def query(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
-        """The k nearest chunks of listed documents, as (chunk, cosine similarity), best first."""
+    def nearest(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k nearest chunks of listed documents, as (chunk id, cosine similarity), best
+        first. Ids only: a search reads the text of the passages it shows, no others."""
+
+    def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors of chunks of listed documents by id; unknown ids are left out."""
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
         """Chunks of listed documents by id, with their vectors; unknown ids are left out."""

@@ -15,7 +15,7 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError
 
 from rag.config import Settings
-from rag.types import Chunk, DocumentInfo
+from rag.types import Chunk, DocumentInfo, doc_id_of
 
 log = logging.getLogger(__name__)
 
@@ -78,28 +78,34 @@ class ChromaStore:
             self._delete_chunks(info.doc_id)
             raise
 
-    def query(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
+    def nearest(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         if k <= 0:  # Chroma answers a k above its count with what it has: no count() trip
             return []
         try:
-            result = self._query(vector, k)
+            result = self._nearest(vector, k)
         except InternalError as error:
             # seen under concurrent writes (HNSW and metadata briefly apart): one retry
             log.warning("Chroma query failed (%s); retrying once", error)
             time.sleep(0.05)
-            result = self._query(vector, k)
-        rows = list(zip(result["ids"][0], result["documents"][0], result["metadatas"][0],
-                        result["distances"][0], strict=True))
-        listed = self._listed({meta["doc_id"] for _, _, meta, _ in rows})
-        return [
-            (_chunk_from(text, meta), 1.0 - distance)  # cosine distance -> cosine similarity
-            for _, text, meta, distance in rows
-            if meta["doc_id"] in listed
-        ]
+            result = self._nearest(vector, k)
+        ids, distances = result["ids"][0], result["distances"][0]
+        listed = self._listed({doc_id_of(found) for found in ids})
+        return [(found, 1.0 - distance)  # cosine distance -> cosine similarity
+                for found, distance in zip(ids, distances, strict=True)
+                if doc_id_of(found) in listed]
 
-    def _query(self, vector: np.ndarray, k: int) -> dict:
+    def _nearest(self, vector: np.ndarray, k: int) -> dict:
         return self._chunks.query(query_embeddings=vector[None, :], n_results=k,
-                                  include=["documents", "metadatas", "distances"])
+                                  include=["distances"])
+
+    def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not chunk_ids:
+            return {}
+        found = self._chunks.get(ids=list(chunk_ids), include=["embeddings"])
+        listed = self._listed({doc_id_of(each) for each in found["ids"]})
+        return {each: np.asarray(vector, dtype=np.float32)
+                for each, vector in zip(found["ids"], found["embeddings"], strict=True)
+                if doc_id_of(each) in listed}
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
         if not chunk_ids:

@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.index_files import write_atomically
 from rag.sqlite_transactions import immediate
-from rag.types import Chunk, DocumentInfo
+from rag.types import Chunk, DocumentInfo, chunk_id
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class FaissStore:
                 )
             self._apply(replaced, ids, vectors)
 
-    def query(self, vector: np.ndarray, k: int) -> list[tuple[Chunk, float]]:
+    def nearest(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
         with self._lock:
             self._catch_up()
             k = min(k, self._index.ntotal if self._index is not None else 0)
@@ -113,30 +113,37 @@ class FaissStore:
             # 32 ms. The setting is per calling thread, and each Streamlit session has its own.
             faiss.omp_set_num_threads(1)
             scores, ids = self._index.search(question, k)
-            rows = self._db.execute(
-                f"SELECT id, {CHUNK_COLUMNS} FROM chunks {BY_IDS}", (json.dumps(ids[0].tolist()),)
-            )
-            found = {row[0]: _chunk(row[1:]) for row in rows}
+            rows = self._db.execute(f"SELECT id, doc_id, ordinal FROM chunks {BY_IDS}",
+                                    (json.dumps(ids[0].tolist()),))
+            found = {row[0]: chunk_id(row[1], row[2]) for row in rows}
         # An id SQLite no longer has was deleted by another process since the catch-up.
         return [(found[i], score)
                 for i, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i in found]
 
+    def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        return {chunk_id(row[0], row[1]): np.frombuffer(row[2], dtype=np.float32)
+                for row in self._rows("doc_id, ordinal, vector", chunk_ids)}
+
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
+        return [(_chunk(row[:-1]), np.frombuffer(row[-1], dtype=np.float32))
+                for row in self._rows(f"{CHUNK_COLUMNS}, vector", chunk_ids)]
+
+    def _rows(self, columns: str, chunk_ids: Sequence[str]) -> list[tuple]:
+        """Those columns of the chunks with these ids, in the ids' order."""
         keys = []
-        for chunk_id in chunk_ids:
-            doc_id, _, ordinal = chunk_id.rpartition(":")
+        for each in chunk_ids:
+            doc_id, _, ordinal = each.rpartition(":")
             if ordinal.isdigit():
                 keys.append((doc_id, int(ordinal)))
         if not keys:
             return []
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT {CHUNK_COLUMNS}, vector FROM json_each(?) AS k JOIN chunks"
+            return self._db.execute(
+                f"SELECT {columns} FROM json_each(?) AS k JOIN chunks"
                 " ON doc_id = json_extract(k.value, '$[0]')"
                 " AND ordinal = json_extract(k.value, '$[1]') ORDER BY k.key",
                 (json.dumps(keys),),
             ).fetchall()
-        return [(_chunk(row[:-1]), np.frombuffer(row[-1], dtype=np.float32)) for row in rows]
 
     def chunks(self) -> Iterator[Chunk]:
         """Streams on a connection of its own: one statement reads one consistent snapshot, and
