@@ -97,26 +97,20 @@ def candidates(
     query = embedder.embed_query(question)
     known: dict[str, Chunk] = {}  # scoped: every chunk in scope, read once and ranked here
     in_scope: dict[str, float] = {}
-    if within is None:
-        dense = dict(store.nearest(query, depth))
-    else:
-        for chunk, vector in store.get_chunks(within):
-            known[chunk.chunk_id] = chunk
-            in_scope[chunk.chunk_id] = _cosine(query, vector)
-        dense = dict(heapq.nlargest(depth, in_scope.items(), key=lambda pair: pair[1]))
+    for chunk, vector in store.get_chunks(within) if within is not None else ():
+        known[chunk.chunk_id] = chunk
+        in_scope[chunk.chunk_id] = _cosine(query, vector)
     lexical_scores = {}
     if lexical is not None:
         lexical_scores = {chunk_id: score for chunk_id, score in lexical.scores(question).items()
                           if within is None or chunk_id in in_scope}
-    top_lexical = heapq.nlargest(depth, lexical_scores, key=lexical_scores.__getitem__)
-    missing = [chunk_id for chunk_id in dict.fromkeys((*top_lexical, *carry))
-               if chunk_id not in dense]
-    if within is not None:
-        dense.update((chunk_id, in_scope[chunk_id]) for chunk_id in missing
-                     if chunk_id in in_scope)
+    others = (*heapq.nlargest(depth, lexical_scores, key=lexical_scores.__getitem__), *carry)
+    if within is None:
+        dense = dict(store.nearest(query, depth, include=others))
     else:
-        dense.update((chunk_id, _cosine(query, vector))
-                     for chunk_id, vector in store.vectors(missing).items())
+        dense = dict(heapq.nlargest(depth, in_scope.items(), key=lambda pair: pair[1]))
+        dense.update((chunk_id, in_scope[chunk_id]) for chunk_id in others
+                     if chunk_id in in_scope)
     if lexical is None:
         found = [Candidate(chunk_id, similarity, chunk=known.get(chunk_id))
                  for chunk_id, similarity in dense.items()]
@@ -194,11 +188,9 @@ def latest_support(embedder: TextEmbedder, store: VectorStore, latest: str,
                    chunk_ids: Sequence[str]) -> float:
     """How close the newest message alone comes to the passages its contextual search found
     (their stored vectors: one query embedding, no passage embedded again)."""
-    stored = store.vectors(chunk_ids)
-    if not stored:
-        return -1.0
     query = embedder.embed_query(latest)
-    return max(_cosine(query, vector) for vector in stored.values())
+    return max((similarity for _, similarity in store.nearest(query, 0, include=chunk_ids)),
+               default=-1.0)
 
 
 def judge(question: str, hits: Sequence[Scored], lexical: LexicalIndex | None, threshold: float,

@@ -65,6 +65,19 @@ def test_nearest_returns_cosine_similarity_best_first(store):
     assert [round(score, 4) for _, score in results] == [1.0, round(1 / np.sqrt(2), 4), 0.0]
 
 
+def test_nearest_adds_the_chunks_it_is_asked_to_include_after_its_own(store):
+    """BM25's candidates get their dense similarity in the same call, which reads the listing
+    once; unknown ids and ones already found are left out."""
+    info, chunks = document("a", 3)
+    store.add(info, chunks, np.stack([unit(1, 0), unit(1, 1), unit(0, 1)]))
+    found = store.nearest(unit(1, 0), k=1, include=["a:2", "missing:0", "a:0", "a:9", "a", "a:1"])
+    assert [chunk_id for chunk_id, _ in found] == ["a:0", "a:2", "a:1"]
+    assert [round(similarity, 4) for _, similarity in found] == [1.0, 0.0,
+                                                                 round(1 / np.sqrt(2), 4)]
+    assert store.nearest(unit(1, 0), k=0, include=[]) == []
+    assert store.nearest(unit(1, 0), k=0, include=["missing:0", "b:1"]) == []
+
+
 def test_metadata_round_trips(store):
     info, _ = document("a", 2)
     chunks = [Chunk("a", "a.md", 0, "alpha", 3, 8, heading="Intro > Why"),
@@ -85,7 +98,9 @@ def test_delete_removes_document_and_chunks(store):
     assert [info.doc_id for info in store.documents()] == ["b"]
     assert store.count() == 2
     assert [chunk_id for chunk_id, _ in store.nearest(unit(1), k=10)] == ["b:0", "b:1"]
-    assert store.get_chunks(["a:0", "a:1"]) == [] and store.vectors(["a:0", "a:1"]) == {}
+    assert store.get_chunks(["a:0", "a:1"]) == []
+    assert store.nearest(unit(1), k=0, include=["a:0", "a:1", "b:1"]) == [("b:1", pytest.approx(
+        1 / np.sqrt(2)))]
     assert {chunk.doc_id for chunk in store.chunks()} == {"b"}
     store.delete("missing")  # no error
     assert store.count() == 2 and store.document_count() == 1
@@ -140,7 +155,7 @@ def test_a_failed_add_leaves_nothing_behind(store, monkeypatch):
     assert store.nearest(unit(1), k=5) == [] and list(store.chunks()) == []
 
 
-def test_get_chunks_and_vectors_leave_out_unknown_ids(store):
+def test_get_chunks_leaves_out_unknown_ids(store):
     info, chunks = document("a", 3)
     vectors = np.stack([unit(1), unit(1, 1), unit(0, 1)])
     store.add(info, chunks, vectors)
@@ -152,10 +167,6 @@ def test_get_chunks_and_vectors_leave_out_unknown_ids(store):
         assert chunk == chunks[ordinal]
         np.testing.assert_allclose(vector, vectors[ordinal], atol=1e-6)
     assert store.get_chunks([]) == []
-    stored = store.vectors(["a:2", "missing:0", "a:0", "a:9", "a"])
-    assert set(stored) == {"a:0", "a:2"}
-    np.testing.assert_allclose(stored["a:2"], vectors[2], atol=1e-6)
-    assert store.vectors([]) == {}
 
 
 def test_chunks_lists_every_chunk(store):

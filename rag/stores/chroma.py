@@ -15,6 +15,7 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError
 
 from rag.config import Settings
+from rag.stores.base import cosines
 from rag.types import Chunk, DocumentInfo, doc_id_of
 
 log = logging.getLogger(__name__)
@@ -78,34 +79,34 @@ class ChromaStore:
             self._delete_chunks(info.doc_id)
             raise
 
-    def nearest(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
-        if k <= 0:  # Chroma answers a k above its count with what it has: no count() trip
-            return []
-        try:
-            result = self._nearest(vector, k)
-        except InternalError as error:
-            # seen under concurrent writes (HNSW and metadata briefly apart): one retry
-            log.warning("Chroma query failed (%s); retrying once", error)
-            time.sleep(0.05)
-            result = self._nearest(vector, k)
-        ids, distances = result["ids"][0], result["distances"][0]
-        listed = self._listed({doc_id_of(found) for found in ids})
-        return [(found, 1.0 - distance)  # cosine distance -> cosine similarity
-                for found, distance in zip(ids, distances, strict=True)
-                if doc_id_of(found) in listed]
+    def nearest(self, vector: np.ndarray, k: int,
+                include: Sequence[str] = ()) -> list[tuple[str, float]]:
+        found: dict[str, float] = {}
+        if k > 0:  # Chroma answers a k above its count with what it has: no count() trip
+            try:
+                result = self._nearest(vector, k)
+            except InternalError as error:
+                # seen under concurrent writes (HNSW and metadata briefly apart): one retry
+                log.warning("Chroma query failed (%s); retrying once", error)
+                time.sleep(0.05)
+                result = self._nearest(vector, k)
+            # cosine distance -> cosine similarity
+            found = {each: 1.0 - distance
+                     for each, distance in zip(result["ids"][0], result["distances"][0],
+                                               strict=True)}
+        others = [each for each in dict.fromkeys(include) if each not in found]
+        if others:
+            stored = self._chunks.get(ids=others, include=["embeddings"])
+            similarity = dict(zip(stored["ids"], cosines(vector, stored["embeddings"]),
+                                  strict=True))
+            found.update((each, similarity[each]) for each in others if each in similarity)
+        listed = self._listed({doc_id_of(each) for each in found})
+        return [(each, similarity) for each, similarity in found.items()
+                if doc_id_of(each) in listed]
 
     def _nearest(self, vector: np.ndarray, k: int) -> dict:
         return self._chunks.query(query_embeddings=vector[None, :], n_results=k,
                                   include=["distances"])
-
-    def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        if not chunk_ids:
-            return {}
-        found = self._chunks.get(ids=list(chunk_ids), include=["embeddings"])
-        listed = self._listed({doc_id_of(each) for each in found["ids"]})
-        return {each: np.asarray(vector, dtype=np.float32)
-                for each, vector in zip(found["ids"], found["embeddings"], strict=True)
-                if doc_id_of(each) in listed}
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
         if not chunk_ids:

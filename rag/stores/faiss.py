@@ -101,28 +101,32 @@ class FaissStore:
                 )
             self._apply(replaced, ids, vectors)
 
-    def nearest(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def nearest(self, vector: np.ndarray, k: int,
+                include: Sequence[str] = ()) -> list[tuple[str, float]]:
+        question = np.array(vector, dtype=np.float32, ndmin=2)
+        faiss.normalize_L2(question)  # inner product of unit vectors = cosine similarity
+        found: dict[str, float] = {}
         with self._lock:
             self._catch_up()
             k = min(k, self._index.ntotal if self._index is not None else 0)
-            if k <= 0:
-                return []
-            question = np.array(vector, dtype=np.float32, ndmin=2)
-            faiss.normalize_L2(question)  # inner product of unit vectors = cosine similarity
-            # One OpenMP thread: at 100k x 384 on 2 busy cores, two took 112 ms a query and one
-            # 32 ms. The setting is per calling thread, and each Streamlit session has its own.
-            faiss.omp_set_num_threads(1)
-            scores, ids = self._index.search(question, k)
-            rows = self._db.execute(f"SELECT id, doc_id, ordinal FROM chunks {BY_IDS}",
-                                    (json.dumps(ids[0].tolist()),))
-            found = {row[0]: chunk_id(row[1], row[2]) for row in rows}
-        # An id SQLite no longer has was deleted by another process since the catch-up.
-        return [(found[i], score)
-                for i, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i in found]
-
-    def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        return {chunk_id(row[0], row[1]): np.frombuffer(row[2], dtype=np.float32)
-                for row in self._rows("doc_id, ordinal, vector", chunk_ids)}
+            if k > 0:
+                # One OpenMP thread: at 100k x 384 on 2 busy cores, two took 112 ms a query and
+                # one 32 ms. The setting is per calling thread; each Streamlit session has one.
+                faiss.omp_set_num_threads(1)
+                scores, ids = self._index.search(question, k)
+                rows = self._db.execute(f"SELECT id, doc_id, ordinal FROM chunks {BY_IDS}",
+                                        (json.dumps(ids[0].tolist()),))
+                known = {row[0]: chunk_id(row[1], row[2]) for row in rows}
+                # An id SQLite no longer has was deleted by another process since the catch-up.
+                found = {known[i]: score for i, score in zip(ids[0].tolist(),
+                                                             scores[0].tolist(), strict=True)
+                         if i in known}
+            others = [each for each in dict.fromkeys(include) if each not in found]
+            for doc_id, ordinal, stored in self._rows("doc_id, ordinal, vector", others):
+                # stored vectors are unit length (add normalises them)
+                found[chunk_id(doc_id, ordinal)] = float(
+                    np.frombuffer(stored, dtype=np.float32) @ question[0])
+        return list(found.items())
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, np.ndarray]]:
         return [(_chunk(row[:-1]), np.frombuffer(row[-1], dtype=np.float32))
