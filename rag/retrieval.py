@@ -13,7 +13,7 @@ import numpy as np
 from rag.embeddings import TextEmbedder
 from rag.lexical import LexicalIndex
 from rag.rerank import Reranker
-from rag.stores.base import VectorStore
+from rag.stores.base import VectorStore, cosines
 from rag.types import Chunk, Hit
 
 Fusion = Literal["convex", "rrf"]
@@ -97,9 +97,11 @@ def candidates(
     query = embedder.embed_query(question)
     known: dict[str, Chunk] = {}  # scoped: every chunk in scope, read once and ranked here
     in_scope: dict[str, float] = {}
-    for chunk, vector in store.get_chunks(within) if within is not None else ():
-        known[chunk.chunk_id] = chunk
-        in_scope[chunk.chunk_id] = _cosine(query, vector)
+    if within is not None:
+        scoped = store.get_chunks(within)
+        known = {chunk.chunk_id: chunk for chunk, _ in scoped}
+        in_scope = dict(zip((chunk.chunk_id for chunk, _ in scoped),
+                            cosines(query, [vector for _, vector in scoped]), strict=True))
     lexical_scores = {}
     if lexical is not None:
         lexical_scores = {chunk_id: score for chunk_id, score in lexical.scores(question).items()
@@ -123,7 +125,7 @@ def read(store: VectorStore, ranked: Sequence[Candidate]) -> list[Hit]:
     """The candidates as hits, in their order: one read for the texts not known yet. A chunk
     whose document was deleted since it was found is left out."""
     unread = [candidate.chunk_id for candidate in ranked if candidate.chunk is None]
-    texts = {chunk.chunk_id: chunk for chunk, _ in store.get_chunks(unread)} if unread else {}
+    texts = {chunk.chunk_id: chunk for chunk, _ in store.get_chunks(unread)}
     hits = []
     for candidate in ranked:
         chunk = candidate.chunk or texts.get(candidate.chunk_id)
@@ -229,11 +231,6 @@ def lexical_evidence(question: str, hits: Sequence[Scored], lexical: LexicalInde
     if not ceiling:
         return None
     return max((hit.lexical or 0.0 for hit in hits), default=0.0) / ceiling
-
-
-def _cosine(query: np.ndarray, vector: np.ndarray) -> float:
-    norm = float(np.linalg.norm(query) * np.linalg.norm(vector)) or 1.0
-    return float(np.dot(query, vector)) / norm
 
 
 def _fuse(
